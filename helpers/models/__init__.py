@@ -1,0 +1,1 @@
+"""Model definitions: ConvNeXt from scratch, pretrained backbones and heads."""

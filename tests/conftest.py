@@ -1,0 +1,26 @@
+"""Test session settings: the demo profile, and run/submission outputs kept out of the user's folders."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["FACES_PROFILE"] = "demo"
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_outputs(tmp_path_factory):
+    """Send runs and submissions of the whole session to a temporary folder."""
+    out = tmp_path_factory.mktemp("outputs")
+    os.environ["FACES_RUNS"] = str(out / "runs")
+    os.environ["FACES_SUBMISSIONS"] = str(out / "submissions")
+    yield out
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """``../shared/realdata`` beside the checkout; skips the test when it is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real face sets not found at {REALDATA} (they sit beside the checkout in ../shared)")
+    return REALDATA
