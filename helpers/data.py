@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import config, datasets, demo, kaggle_io
-from helpers.datasets import FaceSet
+from torch.utils.data import DataLoader
+
+from helpers import config, datasets, demo, kaggle_io, transforms
+from helpers.datasets import FaceDataset, FaceSet, make_loader
 
 # reader name -> (dataset folder name, reader)
 READERS: dict[str, tuple[str, Callable[[Path], FaceSet]]] = {
@@ -76,3 +78,20 @@ def overview(readers: Iterable[str]) -> pd.DataFrame:
                          "classes": len(faceset.classes) if faceset.classes else None,
                          "dropped while reading": dropped, "root": str(faceset.root)})
     return pd.DataFrame(rows)
+
+
+def make_loaders(splits: dict[str, pd.DataFrame], augment: str, image_size: int, batch_size: int,
+                 target: str | list[str] | None = "label", train_split: str = "train",
+                 collate_fn: Callable | None = None) -> dict[str, DataLoader]:
+    """A loader per split: ``train_split`` shuffled with the ``augment`` train transform (and ``collate_fn``,
+    e.g. MixUp/CutMix), every other split in order with the eval transform. Splits without the ``target``
+    column (a Kaggle test set) yield row positions instead, for writing predictions back."""
+    loaders = {}
+    for split, frame in splits.items():
+        train = split == train_split
+        labelled = target is None or all(c in frame for c in ([target] if isinstance(target, str) else target))
+        dataset = FaceDataset(frame, transforms.build(augment, image_size, train=train),
+                              target=target if labelled else None)
+        loaders[split] = make_loader(dataset, batch_size, shuffle=train, drop_last=train and len(dataset) > batch_size,
+                                     collate_fn=collate_fn if train else None)
+    return loaders

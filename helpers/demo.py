@@ -12,6 +12,7 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ MARKER = ".demo_twin"
 PARTIAL = ".demo_twin.partial"
 JPEG_QUALITY = 90
 EXPRESSIONS = ("neutral", "smile", "open")
+FACE_HEIGHT = 0.6  # head height / image height
+BACKGROUND_LEVELS = (70, 235)  # range of a background's mean brightness
 
 # Skin palette of each race class: (light end, dark end), sampled along the segment.
 SKIN = {
@@ -43,13 +46,17 @@ HAIR_COLOURS = {"black": (26, 22, 22), "dark_brown": (58, 40, 30), "brown": (104
                 "light_brown": (150, 110, 70), "blond": (216, 182, 112), "red": (160, 72, 38)}
 EYE_COLOURS = {"dark": (50, 32, 22), "brown": (104, 64, 34), "hazel": (128, 104, 50),
                "green": (72, 118, 72), "blue": (70, 116, 180), "grey": (118, 130, 142)}
-LIGHT_FEATURED = ("White",)
+LIGHT_FEATURED = ("White",)  # races whose hair and eye colours range widely; keys of the weights below
 HAIR_WEIGHTS = {True: (0.14, 0.22, 0.24, 0.12, 0.20, 0.08), False: (0.66, 0.26, 0.08, 0.0, 0.0, 0.0)}
 EYE_WEIGHTS = {True: (0.18, 0.24, 0.12, 0.14, 0.24, 0.08), False: (0.62, 0.33, 0.05, 0.0, 0.0, 0.0)}
-HAIR_STYLES = {"Male": {"short": 0.36, "side_part": 0.26, "buzz": 0.16, "curly": 0.1, "bald": 0.07, "long": 0.05},
-               "Female": {"long": 0.44, "bob": 0.2, "bangs": 0.15, "bun": 0.08, "curly": 0.1, "short": 0.03}}
+HAIR_STYLES = {
+    "Male": {"short": 0.38, "side_part": 0.27, "buzz": 0.17, "curly": 0.08, "bald": 0.07, "long": 0.03},
+    "Female": {"long": 0.47, "bob": 0.21, "bangs": 0.15, "curly": 0.1, "bun": 0.055, "short": 0.015},
+}
 LONG_STYLES = ("long", "bob", "bangs", "bun")
+BACK_HAIR = {"long": 0.95, "bob": 0.42, "bangs": 0.6, "curly": 0.75}  # how far below the head centre, x H
 LIPSTICKS = ((182, 40, 60), (200, 80, 100), (130, 30, 50), (210, 90, 80))
+EYE_SHADOWS = ((120, 70, 150), (70, 100, 170), (120, 80, 60), (80, 130, 100))
 # FairFace age-bin frequencies (roughly those of the real training set) and the years each bin spans.
 FAIRFACE_AGE_WEIGHTS = (0.02, 0.12, 0.11, 0.30, 0.22, 0.12, 0.07, 0.03, 0.01)
 FAIRFACE_AGE_SPANS = ((0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 90))
@@ -100,20 +107,25 @@ class FaceParams:
     frame_colour: RGB
     earrings: bool
     blush: float
+    eye_shadow: RGB | None
     mole: tuple[float, float] | None  # (x / W, y / H) from the face centre
 
     @property
     def child(self) -> float:
-        """1 for a baby, 0 from 14 years on: rounder head, lower eyes, smaller nose and mouth."""
-        return float(np.clip((14 - self.age) / 12, 0, 1))
+        return _childness(self.age)
 
     @property
     def lipstick(self) -> bool:
         return self.lip_colour in LIPSTICKS
 
 
+def _childness(age: int) -> float:
+    """1 for a baby, 0 from 14 years on: rounder head, lower and larger eyes, smaller nose and mouth."""
+    return float(np.clip((14 - age) / 12, 0, 1))
+
+
 def _mix(a, b, t: float) -> RGB:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
 
 
 def _shade(colour, k: float) -> RGB:
@@ -138,11 +150,11 @@ def fairface_age_bin(age: int) -> str:
 
 
 def _hair_style(rng: np.random.Generator, gender: str, age: int) -> str:
+    if age <= 2:
+        return "buzz"
     styles = dict(HAIR_STYLES[gender])
     if gender == "Male":
         styles["bald"] *= 1 + 6 * np.clip((age - 35) / 35, 0, 1)
-    if age <= 2:
-        return "buzz"
     return _pick(rng, styles, list(styles.values()))
 
 
@@ -153,7 +165,7 @@ def sample_identity(rng: np.random.Generator, gender: str | None = None, race: s
     gender = gender or _pick(rng, C.FAIRFACE_GENDERS, (0.53, 0.47))
     race = race or _pick(rng, C.FAIRFACE_RACES, (0.19, 0.14, 0.15, 0.14, 0.12, 0.14, 0.12))
     age = sample_age(rng) if age is None else int(age)
-    male, child = gender == "Male", float(np.clip((14 - age) / 12, 0, 1))
+    male, child = gender == "Male", _childness(age)
     adult_male = male and age >= 16
     light = race in LIGHT_FEATURED
     hair_name = _pick(rng, HAIR_COLOURS, HAIR_WEIGHTS[light])
@@ -186,7 +198,7 @@ def sample_identity(rng: np.random.Generator, gender: str | None = None, race: s
         part=u(-0.5, 0.5),
         brow_thickness=(u(0.035, 0.055) if adult_male else u(0.018, 0.032)),
         brow_tilt=u(-1, 1),
-        beard=u(0.35, 1.0) if adult_male and u() < 0.6 else 0.0,
+        beard=u(0.45, 1.0) if adult_male and u() < 0.7 else 0.0,
         moustache=adult_male and u() < 0.2,
         goatee=adult_male and u() < 0.12,
         grey=grey,
@@ -195,6 +207,7 @@ def sample_identity(rng: np.random.Generator, gender: str | None = None, race: s
         frame_colour=_pick(rng, [(20, 20, 20), (90, 60, 30), (150, 150, 160), (120, 30, 40)]),
         earrings=not male and u() < 0.4,
         blush=u(0.2, 0.6) if not male else u(0, 0.15),
+        eye_shadow=_pick(rng, EYE_SHADOWS) if lips in LIPSTICKS and u() < 0.7 else None,
         mole=(u(-0.3, 0.3), u(0.0, 0.3)) if u() < 0.3 else None,
     )
 
@@ -228,7 +241,8 @@ def _head_outline(p: FaceParams, g: _Geometry, grow: float = 0.0, n: int = 48) -
 
 
 def _background(rng: np.random.Generator, n: int) -> Image.Image:
-    base = _mix(rng.uniform(30, 225, 3), np.full(3, rng.uniform(40, 220)), rng.uniform(0.3, 0.8))
+    lo, hi = BACKGROUND_LEVELS
+    base = _mix(rng.uniform(lo, hi, 3), np.full(3, rng.uniform(lo, hi)), rng.uniform(0.3, 0.8))
     blotches = np.clip(base + rng.normal(0, 30, (4, 4, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(blotches).resize((n, n), Image.BICUBIC)
     d = ImageDraw.Draw(img, "RGBA")
@@ -243,15 +257,16 @@ def _body(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, rng: np.random.Ge
     neck, shoulders = (0.24, 1.3) if p.gender == "Male" and p.age >= 14 else (0.18, 1.0)
     neck *= g.W
     d.rectangle([g.cx - neck, g.cy, g.cx + neck, n], fill=_shade(p.skin, 0.84))
-    d.ellipse([g.cx - shoulders * g.W, g.cy + 0.6 * g.H, g.cx + shoulders * g.W, g.cy + 1.7 * g.H], fill=cloth)
+    reach = shoulders * g.W
+    d.ellipse([g.cx - reach, g.cy + 0.6 * g.H, g.cx + reach, g.cy + 1.7 * g.H], fill=cloth)
     d.polygon([(g.cx - neck, g.cy + 0.6 * g.H), (g.cx + neck, g.cy + 0.6 * g.H), (g.cx, g.cy + 0.78 * g.H)],
               fill=_shade(p.skin, 0.84))
 
 
 def _back_hair(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, hair: RGB) -> None:
-    if p.hair_style not in ("long", "bob", "bangs", "curly") or (p.hair_style == "curly" and p.gender == "Male"):
+    if p.hair_style not in BACK_HAIR or (p.hair_style == "curly" and p.gender == "Male"):
         return
-    reach = {"long": 0.95, "bob": 0.42, "bangs": 0.6, "curly": 0.55}[p.hair_style]
+    reach = BACK_HAIR[p.hair_style]
     half = g.W / 2 + (0.12 + p.hair_volume) * g.H
     d.rounded_rectangle([g.cx - half, g.top - p.hair_volume * g.H, g.cx + half, g.cy + reach * g.H],
                         radius=half * 0.9, fill=_shade(hair, 0.8))
@@ -264,9 +279,10 @@ def _ears(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float) -> 
     for side in (-1, 1):
         x = g.cx + side * g.W / 2
         d.ellipse([x - w, y - h, x + w, y + h], fill=_shade(p.skin, 0.92))
-        d.arc([x - w * 0.6, y - h * 0.6, x + w * 0.6, y + h * 0.6], 0, 360, fill=_shade(p.skin, 0.72), width=2)
+        d.ellipse([x - w * 0.6, y - h * 0.6, x + w * 0.6, y + h * 0.6], outline=_shade(p.skin, 0.72), width=2)
         if p.earrings:
-            d.ellipse([x - 3, y + h - 1, x + 3, y + h + 5], fill=(230, 200, 90))
+            r = 0.025 * g.H
+            d.ellipse([x - r, y + h - r / 2, x + r, y + h + 1.5 * r], fill=(230, 200, 90))
 
 
 def _hair_cap(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, hair: RGB, eye_y: float,
@@ -285,7 +301,7 @@ def _hair_cap(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, hair: RGB, ey
     flat = 6 if style == "bangs" else 2
     vol = p.hair_volume * (0.4 if style == "buzz" else 1)
     ring = _head_outline(p, g, grow=vol, n=64)
-    outline = [(x, y) for x, y in ring[16:] + ring[:16] if y <= side_y]  # left, over the top, right
+    outline = [(x, y) for x, y in ring[16:] + ring[:16] if y <= side_y]  # from the chin: left, top, right
     if style == "curly":
         bump = 0.03 * g.H * np.sin(np.linspace(0, 18 * np.pi, len(outline)))
         outline = [(x + b * np.sign(x - g.cx), y - abs(b)) for (x, y), b in zip(outline, bump)]
@@ -294,19 +310,17 @@ def _hair_cap(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, hair: RGB, ey
     reach = np.abs(u - p.part) / np.where(u > p.part, 1 - p.part, 1 + p.part)
     ys = hairline + (side_y - hairline) * np.clip(reach, 0, 1) ** flat
     d.polygon(outline + list(zip(g.cx + u * half, ys)), fill=hair)
-    if style in LONG_STYLES and style != "bun":
+    if style in LONG_STYLES or (style == "curly" and p.gender == "Female"):
         for side in (-1, 1):
             edge = g.cx + side * (g.W / 2 + 0.03 * g.H)
-            d.polygon([(edge, side_y - 0.05 * g.H), (edge - side * 0.16 * g.W, side_y - 0.05 * g.H),
-                       (edge - side * 0.1 * g.W, g.cy + 0.2 * g.H), (edge + side * 0.02 * g.W, g.cy + 0.38 * g.H)],
-                      fill=hair)
+            top = side_y - 0.05 * g.H
+            d.polygon([(edge, top), (edge - side * 0.16 * g.W, top), (edge - side * 0.1 * g.W,
+                       g.cy + 0.2 * g.H), (edge + side * 0.02 * g.W, g.cy + 0.38 * g.H)], fill=hair)
     if style == "bun":
         r = 0.17 * g.W
         d.ellipse([g.cx - r, g.top - vol * g.H - 1.6 * r, g.cx + r, g.top - vol * g.H + 0.3 * r], fill=hair)
-    jitter = rng.uniform(0.9, 1.1)
-    streak = _shade(hair, 1.25 * jitter)
     d.line([(g.cx + p.part * g.W * 0.3, hairline - 0.02 * g.H), (g.cx + p.part * g.W * 0.45, g.top)],
-           fill=streak + (90,), width=2)
+           fill=_shade(hair, rng.uniform(1.1, 1.4)) + (90,), width=2)
 
 
 def _eyes(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float, expression: str,
@@ -318,6 +332,9 @@ def _eyes(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float, exp
     brow_colour = _shade(p.hair_colour, 0.7) if p.hair_name != "blond" else (130, 100, 60)
     for side in (-1, 1):
         ex = g.cx + side * p.eye_spacing * g.W
+        if p.eye_shadow:
+            d.ellipse([ex - 1.1 * ew, eye_y - eh - 0.06 * g.H, ex + 1.1 * ew, eye_y + 0.3 * eh],
+                      fill=p.eye_shadow + (150,))
         d.ellipse([ex - ew, eye_y - eh, ex + ew, eye_y + eh], fill=(240, 236, 230))
         ir = 0.5 * ew
         ix = ex + gaze * ew * 0.35
@@ -331,28 +348,25 @@ def _eyes(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float, exp
                   fill=_shade(p.skin, 0.75) + (160,), width=1)
         if female:
             outer = ex + side * ew
-            d.line([(outer, eye_y - eh * 0.3), (outer + side * ew * 0.35, eye_y - eh * 1.0)], fill=lid, width=2)
+            d.line([(outer, eye_y - eh * 0.3), (outer + side * ew * 0.35, eye_y - eh)], fill=lid, width=2)
         brow_y = eye_y - eh - 0.06 * g.H
         tilt = p.brow_tilt * 0.025 * g.H
         pts = [(ex - side * ew * 0.95, brow_y + tilt), (ex, brow_y - 0.02 * g.H),
                (ex + side * ew * 1.2, brow_y - tilt * 0.5 + 0.01 * g.H)]
-        d.line(pts, fill=_mix(brow_colour, p.hair_colour, p.grey), width=max(2, round(p.brow_thickness * g.H)),
-               joint="curve")
+        d.line(pts, fill=_mix(brow_colour, p.hair_colour, p.grey), joint="curve",
+               width=max(2, round(p.brow_thickness * g.H)))
 
 
-def _nose(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float) -> float:
-    """Draw the nose; return the y of its tip."""
-    tip = eye_y + p.nose_length * g.H
+def _nose(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float, tip: float) -> None:
     nw = p.nose_width * g.W / 2
     shade = _shade(p.skin, 0.72)
-    d.line([(g.cx + 0.25 * nw, eye_y + 0.04 * g.H), (g.cx + 0.45 * nw, tip - 0.04 * g.H)], fill=shade + (110,),
-           width=2)
+    d.line([(g.cx + 0.25 * nw, eye_y + 0.04 * g.H), (g.cx + 0.45 * nw, tip - 0.04 * g.H)],
+           fill=shade + (110,), width=2)
     d.arc([g.cx - nw, tip - 0.7 * nw, g.cx + nw, tip + 0.45 * nw], 15, 165, fill=shade, width=2)
     r = 0.22 * nw
     for side in (-1, 1):
         x = g.cx + side * 0.5 * nw
         d.ellipse([x - r, tip - 0.5 * r, x + r, tip + 0.6 * r], fill=_shade(p.skin, 0.45))
-    return tip
 
 
 def _mouth(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, y: float, expression: str) -> None:
@@ -360,8 +374,9 @@ def _mouth(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, y: float, expres
     lt = p.lip_thickness * 0.03 * g.H
     dark = (70, 25, 25)
     if expression == "neutral":
-        d.polygon([(g.cx - mw, y), (g.cx - 0.35 * mw, y - lt), (g.cx, y - 0.6 * lt), (g.cx + 0.35 * mw, y - lt),
-                   (g.cx + mw, y)], fill=p.lip_colour)
+        bow = ((-1, 0), (-0.35, 1), (0, 0.6), (0.35, 1), (1, 0))
+        upper = [(g.cx + k * mw, y - lift * lt) for k, lift in bow]
+        d.polygon(upper, fill=p.lip_colour)
         d.chord([g.cx - 0.8 * mw, y - 1.2 * lt, g.cx + 0.8 * mw, y + 1.3 * lt], 0, 180, fill=p.lip_colour)
         d.line([(g.cx - mw, y), (g.cx, y + 0.15 * lt), (g.cx + mw, y)], fill=dark, width=2, joint="curve")
     elif expression == "smile":
@@ -387,7 +402,8 @@ def _facial_hair(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, tip: float
                    tip + 0.025 * g.H), (g.cx + 1.05 * mw, mouth_y), (g.cx, mouth_y - 0.035 * g.H)],
                   fill=p.hair_colour)
     if p.goatee:
-        d.ellipse([g.cx - 0.5 * mw, mouth_y + 0.05 * g.H, g.cx + 0.5 * mw, g.cy + 0.5 * g.H], fill=p.hair_colour)
+        d.ellipse([g.cx - 0.5 * mw, mouth_y + 0.05 * g.H, g.cx + 0.5 * mw, g.cy + 0.5 * g.H],
+                  fill=p.hair_colour)
 
 
 def _skin_marks(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float, tip: float,
@@ -404,12 +420,14 @@ def _skin_marks(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: floa
             d.arc([g.cx - 0.25 * g.W, y, g.cx + 0.25 * g.W, y + 0.1 * g.H], 200, 340, fill=line, width=2)
         nw, mw = p.nose_width * g.W / 2, p.mouth_width * g.W / 2
         for side in (-1, 1):
-            d.line([(g.cx + side * 1.15 * nw, tip - 0.02 * g.H), (g.cx + side * 1.15 * mw, mouth_y + 0.04 * g.H)],
-                   fill=line, width=2)
+            fold = [(g.cx + side * 1.15 * nw, tip - 0.02 * g.H),
+                    (g.cx + side * 1.15 * mw, mouth_y + 0.04 * g.H)]
+            d.line(fold, fill=line, width=2)
             x = g.cx + side * (p.eye_spacing * g.W + p.eye_size * g.W / 2)
             for dy in (-0.02, 0.02):
-                d.line([(x + side * 0.01 * g.W, eye_y + dy * g.H), (x + side * 0.07 * g.W, eye_y + 2 * dy * g.H)],
-                       fill=line, width=1)
+                crow = [(x + side * 0.01 * g.W, eye_y + dy * g.H),
+                        (x + side * 0.07 * g.W, eye_y + 2 * dy * g.H)]
+                d.line(crow, fill=line, width=1)
             ex = g.cx + side * p.eye_spacing * g.W
             d.arc([ex - 0.08 * g.W, eye_y, ex + 0.08 * g.W, eye_y + 0.08 * g.H], 20, 160, fill=line, width=1)
     if p.mole:
@@ -422,8 +440,8 @@ def _glasses(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float) 
     rw, rh = 1.35 * ew, 0.95 * ew
     for side in (-1, 1):
         ex = g.cx + side * p.eye_spacing * g.W
-        d.rounded_rectangle([ex - rw, eye_y - rh, ex + rw, eye_y + rh], radius=rh * 0.6, outline=p.frame_colour,
-                            width=3, fill=(200, 220, 240, 40))
+        d.rounded_rectangle([ex - rw, eye_y - rh, ex + rw, eye_y + rh], radius=rh * 0.6,
+                            outline=p.frame_colour, width=3, fill=(200, 220, 240, 40))
         d.line([(ex + side * rw, eye_y - 0.3 * rh), (g.cx + side * g.W / 2, eye_y - 0.4 * rh)],
                fill=p.frame_colour, width=2)
     inner = p.eye_spacing * g.W - rw
@@ -432,7 +450,8 @@ def _glasses(d: ImageDraw.ImageDraw, p: FaceParams, g: _Geometry, eye_y: float) 
 
 def _hat(d: ImageDraw.ImageDraw, g: _Geometry, rng: np.random.Generator) -> None:
     colour = tuple(int(v) for v in rng.integers(20, 235, 3))
-    d.chord([g.cx - 0.6 * g.W, g.top - 0.18 * g.H, g.cx + 0.6 * g.W, g.top + 0.5 * g.H], 180, 360, fill=colour)
+    d.chord([g.cx - 0.6 * g.W, g.top - 0.18 * g.H, g.cx + 0.6 * g.W, g.top + 0.5 * g.H], 180, 360,
+            fill=colour)
     d.rounded_rectangle([g.cx - 0.72 * g.W, g.top + 0.12 * g.H, g.cx + 0.72 * g.W, g.top + 0.19 * g.H],
                         radius=3, fill=_shade(colour, 0.8))
 
@@ -450,17 +469,17 @@ def _pose(img: Image.Image, rng: np.random.Generator, out: int) -> Image.Image:
     return img.transform((out, out), Image.AFFINE, data, resample=Image.BILINEAR)
 
 
-_GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+@lru_cache
+def _grid(n: int) -> np.ndarray:
+    return np.mgrid[0:1:n * 1j, 0:1:n * 1j].astype(np.float32)
 
 
 def _light(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Directional light, overall brightness, a colour cast and sensor noise."""
-    n = img.width
-    if n not in _GRIDS:
-        _GRIDS[n] = np.mgrid[0:1:n * 1j, 0:1:n * 1j].astype(np.float32)
-    yy, xx = _GRIDS[n]
+    yy, xx = _grid(img.width)
     phi = rng.uniform(0, 2 * np.pi)
-    gain = rng.uniform(0.75, 1.15) * (1 + rng.uniform(0, 0.5) * ((xx - 0.5) * np.cos(phi) + (yy - 0.5) * np.sin(phi)))
+    slope = (xx - 0.5) * np.cos(phi) + (yy - 0.5) * np.sin(phi)
+    gain = rng.uniform(0.75, 1.15) * (1 + rng.uniform(0, 0.5) * slope)
     cast = rng.normal(1, 0.04, 3).astype(np.float32)
     arr = np.asarray(img, np.float32) * gain[..., None] * cast
     arr += rng.normal(0, rng.uniform(1, 7), arr.shape).astype(np.float32)
@@ -470,16 +489,15 @@ def _light(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def draw_face(params: FaceParams, rng: np.random.Generator, size: int = 64, expression: str | None = None,
               hat: bool = False) -> Image.Image:
-    """One RGB image of the identity ``params``: pose, light, background, noise and expression vary with ``rng``.
+    """One RGB image of identity ``params``; pose, light, background, noise and expression vary with ``rng``.
 
     ``expression`` is one of :data:`EXPRESSIONS` (drawn from ``rng`` when None); ``hat`` adds a hat.
     """
     p = params
     expression = expression or _pick(rng, EXPRESSIONS, (0.55, 0.35, 0.1))
-    canvas = round(3.2 * size)
-    S = 2 * size
-    H = 0.56 * S
-    g = _Geometry(cx=canvas / 2, cy=canvas / 2 - 0.02 * S, W=H * p.head_ratio, H=H)
+    canvas, frame = round(3.2 * size), 2 * size  # drawn at twice the size, with room to rotate
+    head = FACE_HEIGHT * frame
+    g = _Geometry(cx=canvas / 2, cy=canvas / 2 - 0.02 * frame, W=head * p.head_ratio, H=head)
     hair = _shade(p.hair_colour, rng.uniform(0.92, 1.08))
     eye_y = g.top + p.eye_line * g.H
     img = _background(rng, canvas)
@@ -493,14 +511,14 @@ def draw_face(params: FaceParams, rng: np.random.Generator, size: int = 64, expr
     _skin_marks(d, p, g, eye_y, tip, mouth_y)
     _facial_hair(d, p, g, tip, mouth_y)
     _eyes(d, p, g, eye_y, expression, float(np.clip(rng.normal(0, 0.3), -0.8, 0.8)))
-    _nose(d, p, g, eye_y)
+    _nose(d, p, g, eye_y, tip)
     _mouth(d, p, g, mouth_y, expression)
     _hair_cap(d, p, g, hair, eye_y, rng)
     if p.glasses:
         _glasses(d, p, g, eye_y)
     if hat:
         _hat(d, g, rng)
-    return _light(_pose(img, rng, S).reduce(2), rng)
+    return _light(_pose(img, rng, frame).reduce(2), rng)
 
 
 # ------------------------------------------------------------------------------------------- distortions
@@ -514,8 +532,15 @@ def _rain(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return out.filter(ImageFilter.GaussianBlur(0.4))
 
 
+def _resized(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    small = round(img.width * rng.uniform(0.2, 0.3))
+    return img.resize((small, small), Image.BILINEAR).resize(img.size, Image.NEAREST)
+
+
 def _array_op(fn):
-    return lambda img, rng: Image.fromarray(np.clip(fn(np.asarray(img, np.float32), rng), 0, 255).astype(np.uint8))
+    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return Image.fromarray(np.clip(fn(np.asarray(img, np.float32), rng), 0, 255).astype(np.uint8))
+    return apply
 
 
 DISTORTIONS = {
@@ -525,8 +550,7 @@ DISTORTIONS = {
                           + rng.normal(0, 3, a.shape)),
     "noise": _array_op(lambda a, rng: a + rng.normal(0, rng.uniform(18, 30), a.shape)),
     "rain": _rain,
-    "resized": lambda img, rng: img.resize((int(img.width * rng.uniform(0.2, 0.3)),) * 2, Image.BILINEAR)
-    .resize(img.size, Image.NEAREST),
+    "resized": _resized,
     "overexposed": _array_op(lambda a, rng: a * rng.uniform(1.5, 1.8) + rng.uniform(40, 70)),
 }
 assert list(DISTORTIONS) == C.FACECOM_DISTORTIONS
@@ -628,7 +652,8 @@ def make_hw2p2(root: Path, seed: int = 0, n_identities: int = 24, n_train: int =
         images += [_Image(ver / split / f"{i:05d}.jpg", faces[w], (split, i)) for i, w in enumerate(who)]
         truth[split] = [w if w in known else C.HW2P2_NO_MATCH for w in who]
     _csv(ver / "verification_dev.csv", ["label"], [[label] for label in truth["unknown_dev"]])
-    _csv(cls / "classification_sample_submission.csv", ["id", "label"], [[f"{i:05d}.jpg", 0] for i in range(n_test)])
+    _csv(cls / "classification_sample_submission.csv", ["id", "label"],
+         [[f"{i:05d}.jpg", 0] for i in range(n_test)])
     _csv(ver / "verification_sample_submission.csv", ["id", "label"],
          [[i, C.HW2P2_NO_MATCH] for i in range(n_unknown)])
     per_id = 4
@@ -642,12 +667,14 @@ def make_hw2p2(root: Path, seed: int = 0, n_identities: int = 24, n_train: int =
     val = _pairs(rng, val_files, owner, n_pairs)
     _write_text(pairs / "val_pairs.txt", [f"{C.HW2P2_PAIRS}/{a} {C.HW2P2_PAIRS}/{b} {m}" for a, b, m in val])
     test_pairs = _pairs(rng, test_files, owner, n_pairs)
-    _write_text(pairs / "test_pairs.txt", [f"{C.HW2P2_PAIRS}/{a} {C.HW2P2_PAIRS}/{b}" for a, b, _ in test_pairs])
+    _write_text(pairs / "test_pairs.txt",
+                [f"{C.HW2P2_PAIRS}/{a} {C.HW2P2_PAIRS}/{b}" for a, b, _ in test_pairs])
     _write(images, seed, "hw2p2", size)
     return _finish(root, "hw2p2", seed)
 
 
-def _pairs(rng: np.random.Generator, files: list[str], owner: dict[str, str], n: int) -> list[tuple[str, str, int]]:
+def _pairs(rng: np.random.Generator, files: list[str], owner: dict[str, str],
+           n: int) -> list[tuple[str, str, int]]:
     """``n`` balanced pairs of distinct files: alternately the same identity (1) and different ones (0)."""
     out = []
     while len(out) < n:
@@ -660,7 +687,7 @@ def _pairs(rng: np.random.Generator, files: list[str], owner: dict[str, str], n:
 
 def make_cs405(root: Path, seed: int = 0, n_identities: int = 24, n_train: int = 16, n_test: int = 60,
                size: int = 64) -> Path:
-    """CS 405 Kaggle competition: ``dataset/train/<identity>``, ``dataset/test`` and ``sample_submission.csv``."""
+    """CS 405 Kaggle competition: ``dataset/train/<identity>``, ``dataset/test``, sample_submission.csv."""
     root = _start(Path(root))
     rng = _rng(seed, "cs405")
     names = _identity_names(rng, n_identities)
@@ -668,8 +695,10 @@ def make_cs405(root: Path, seed: int = 0, n_identities: int = 24, n_train: int =
     images = [_Image(root / "dataset" / "train" / name / f"{j:04d}.jpg", faces[name], (name, j))
               for name in names for j in range(n_train)]
     test = [names[int(i)] for i in rng.integers(0, n_identities, n_test)]
-    images += [_Image(root / "dataset" / "test" / f"{i:05d}.jpg", faces[w], ("test", i)) for i, w in enumerate(test)]
-    _csv(root / "sample_submission.csv", ["image_name", "label"], [[f"{i:05d}.jpg", names[0]] for i in range(n_test)])
+    images += [_Image(root / "dataset" / "test" / f"{i:05d}.jpg", faces[w], ("test", i))
+               for i, w in enumerate(test)]
+    _csv(root / "sample_submission.csv", ["image_name", "label"],
+         [[f"{i:05d}.jpg", names[0]] for i in range(n_test)])
     _write(images, seed, "cs405", size)
     return _finish(root, "cs405", seed)
 
@@ -702,7 +731,7 @@ def make_adience(root: Path, seed: int = 0, users_per_fold: int = 4, size: int =
     for fold in range(C.ADIENCE_FOLDS):
         rng = _rng(seed, "adience", fold)
         rows = []
-        for u in range(users_per_fold):
+        for _ in range(users_per_fold):
             user = f"{int(rng.integers(10**7, 10**8))}@N0{int(rng.integers(0, 9))}"
             for face_id in range(1, int(rng.integers(2, 5)) + 1):
                 group = int(rng.integers(len(C.ADIENCE_AGES)))
@@ -710,7 +739,8 @@ def make_adience(root: Path, seed: int = 0, users_per_fold: int = 4, size: int =
                 face = sample_identity(rng, gender="Male" if gender == "m" else "Female",
                                        age=int(rng.integers(*ADIENCE_AGE_SPANS[group]) + 1))
                 for _ in range(int(rng.integers(3, 7))):
-                    original = f"{int(rng.integers(10**10, 10**11))}_{int(rng.integers(16**9, 16**10)):x}_o.jpg"
+                    photo, secret = int(rng.integers(10**10, 10**11)), int(rng.integers(16**9, 16**10))
+                    original = f"{photo}_{secret:x}_o.jpg"
                     box = [int(v) for v in rng.integers(0, 1500, 4)] + [int(rng.integers(-180, 180)),
                                                                            int(rng.integers(-45, 45)),
                                                                            int(rng.integers(0, 200))]
@@ -730,26 +760,33 @@ def make_adience(root: Path, seed: int = 0, users_per_fold: int = 4, size: int =
     return _finish(root, "adience", seed)
 
 
-def _celeba_attributes(p: FaceParams, expression: str, hat: bool, blurry: bool, rng: np.random.Generator) -> list[int]:
+def _celeba_attributes(p: FaceParams, expression: str, hat: bool, blurry: bool,
+                       rng: np.random.Generator) -> list[int]:
     """The 40 CelebA attributes (0/1) of one drawing; those not drawn are random."""
     known = {
-        "5_o_Clock_Shadow": 0 < p.beard < 0.6, "Bald": p.hair_style == "bald", "Bangs": p.hair_style == "bangs",
-        "Black_Hair": p.hair_name == "black" and p.grey < 0.5, "Blond_Hair": p.hair_name == "blond" and p.grey < 0.5,
-        "Brown_Hair": "brown" in p.hair_name and p.grey < 0.5, "Gray_Hair": p.grey >= 0.5, "Blurry": blurry,
+        "5_o_Clock_Shadow": 0 < p.beard < 0.6, "Bald": p.hair_style == "bald",
+        "Bangs": p.hair_style == "bangs", "Black_Hair": p.hair_name == "black" and p.grey < 0.5,
+        "Blond_Hair": p.hair_name == "blond" and p.grey < 0.5,
+        "Brown_Hair": "brown" in p.hair_name and p.grey < 0.5,
+        "Gray_Hair": p.grey >= 0.5, "Blurry": blurry,
         "Eyeglasses": p.glasses, "Goatee": p.goatee, "Male": p.gender == "Male", "Mustache": p.moustache,
         "No_Beard": p.beard == 0 and not p.goatee, "Smiling": expression == "smile",
-        "Mouth_Slightly_Open": expression != "neutral", "Narrow_Eyes": p.eye_openness < 0.4 or expression == "smile",
+        "Mouth_Slightly_Open": expression != "neutral",
+        "Narrow_Eyes": p.eye_openness < 0.4 or expression == "smile",
         "Pale_Skin": sum(p.skin) > 640, "Wearing_Hat": hat, "Wearing_Lipstick": p.lipstick,
-        "Heavy_Makeup": p.lipstick and p.blush > 0.4, "Wearing_Earrings": p.earrings, "Young": p.age < 40,
-        "Rosy_Cheeks": p.blush > 0.5, "Bushy_Eyebrows": p.brow_thickness > 0.045, "Chubby": p.head_ratio > 0.84,
+        "Heavy_Makeup": p.eye_shadow is not None, "Wearing_Earrings": p.earrings, "Young": p.age < 40,
+        "Rosy_Cheeks": p.blush > 0.5, "Bushy_Eyebrows": p.brow_thickness > 0.045,
+        "Chubby": p.head_ratio > 0.84,
         "Oval_Face": p.jaw < 0.2, "Big_Nose": p.nose_width > 0.23, "Big_Lips": p.lip_thickness > 1.1,
         "Straight_Hair": p.hair_style in ("long", "bob", "bangs"), "Wavy_Hair": p.hair_style == "curly",
-        "Receding_Hairline": p.hairline > 0.25, "Sideburns": p.beard > 0.6, "Bags_Under_Eyes": p.wrinkles > 0.3,
+        "Receding_Hairline": p.hairline > 0.25, "Sideburns": p.beard > 0.6,
+        "Bags_Under_Eyes": p.wrinkles > 0.3,
     }
     return [int(known[a]) if a in known else int(rng.uniform() < 0.2) for a in C.CELEBA_ATTRIBUTES]
 
 
-def make_celeba(root: Path, seed: int = 0, n_identities: int = 30, kaggle: bool = False, size: int = 64) -> Path:
+def make_celeba(root: Path, seed: int = 0, n_identities: int = 30, kaggle: bool = False,
+                size: int = 64) -> Path:
     """CelebA in torchvision's layout, or with ``kaggle=True`` in the Kaggle mirror's (nested folder, CSVs).
 
     Partitions split identities 70/15/15 and number the images train first, as the real files do.
@@ -758,7 +795,8 @@ def make_celeba(root: Path, seed: int = 0, n_identities: int = 30, kaggle: bool 
     rng = _rng(seed, "celeba")
     folder = root / "img_align_celeba" / ("img_align_celeba" if kaggle else "")
     ids = sorted(int(i) for i in rng.choice(np.arange(1, 10178), n_identities, replace=False))
-    parts = np.repeat([0, 1, 2], [n_identities - 2 * (n_identities * 15 // 100), *(2 * [n_identities * 15 // 100])])
+    held_out = n_identities * 15 // 100
+    parts = np.repeat([0, 1, 2], [n_identities - 2 * held_out, held_out, held_out])
     images, rows = [], []
     for part in range(3):
         for k in np.flatnonzero(parts == part):
@@ -808,7 +846,8 @@ def make_facecom(root: Path, seed: int = 0, task_a: dict[str, tuple[int, int]] |
             for j in range(1, n_clean + 1):
                 folder = root / "Task_B" / split / name
                 stem = f"{name}_{j:04d}"
-                copies = {kind: folder / "distortion" / f"{stem}_{kind}.jpg" for kind in C.FACECOM_DISTORTIONS}
+                copies = {kind: folder / "distortion" / f"{stem}_{kind}.jpg"
+                          for kind in C.FACECOM_DISTORTIONS}
                 images.append(_Image(folder / f"{stem}.jpg", face, ("B", person, j), copies=copies))
     _write(images, seed, "facecom", size)
     return _finish(root, "facecom", seed)
@@ -825,7 +864,8 @@ def make_utkface(root: Path, seed: int = 0, n: int = 200, size: int = 64) -> Pat
         face = sample_identity(rng, gender=C.FAIRFACE_GENDERS[gender], race=_pick(rng, UTKFACE_TO_RACE[race]),
                                age=age)
         date = f"201701{int(rng.integers(1, 29)):02d}{int(rng.integers(10**8, 10**9))}"
-        name = f"{age}_{gender}_{date}.jpg.chip.jpg" if i == n else f"{age}_{gender}_{race}_{date}.jpg.chip.jpg"
+        labels = f"{age}_{gender}" if i == n else f"{age}_{gender}_{race}"
+        name = f"{labels}_{date}.jpg.chip.jpg"
         if name not in names:
             names.add(name)
             images.append(_Image(root / "UTKFace" / name, face, (i,)))
@@ -858,8 +898,8 @@ def ensure(name: str, root: Path | None = None, seed: int = 0) -> Path:
     if (folder / PARTIAL).is_file():
         shutil.rmtree(folder)
     elif folder.is_dir() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} holds data that is not a demo twin; move it away or point FACES_DATA "
-                              f"elsewhere to generate the synthetic twin of {name}.")
+        raise FileExistsError(f"{folder} holds data that is not a demo twin; move it away or point "
+                              f"FACES_DATA elsewhere to generate the synthetic twin of {name}.")
     start = time.perf_counter()
     WRITERS[name](folder, seed)
     print(f"demo twin: wrote synthetic {name} to {folder} in {time.perf_counter() - start:.1f} s")

@@ -7,7 +7,7 @@ else fp16 with a GradScaler); channels_last; optional ``torch.compile`` and EMA 
 
 Every epoch writes ``last.pt`` and ``best.pt`` atomically, ``history.csv`` and ``config.json``, all inside
 ``run_dir`` and nowhere else. Checkpoints hold only tensors and plain containers, so they load with
-``torch.load(..., weights_only=True)``, and ``fit(..., resume=True)`` continues a run exactly where it stopped.
+``torch.load(..., weights_only=True)``; ``fit(..., resume=True)`` continues a run exactly where it stopped.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_grad_norm: float | None = None
     accum_steps: int = 1  # gradient accumulation: one optimizer step every `accum_steps` batches
-    amp: str = "auto"  # "auto" (bf16 where supported, else fp16 + GradScaler; off on CPU), "bf16", "fp16", "off"
+    amp: str = "auto"  # "auto" (bf16 if supported, else fp16 + GradScaler; off on CPU), "bf16", "fp16", "off"
     channels_last: bool = True
     compile: bool = False  # torch.compile the training forward
     ema_decay: float | None = None  # EMA of the weights (timm ModelEmaV3 with warm-up); used for evaluation
@@ -145,7 +145,7 @@ def _split_batch(batch):
 
 
 def correct_count(outputs, targets) -> torch.Tensor | None:
-    """Top-1 hits in a batch (soft MixUp/CutMix targets count their argmax); None if not a classification batch."""
+    """Top-1 hits in a batch (soft MixUp/CutMix targets count their argmax); None if not classification."""
     if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim != 2:
         return None
     if targets.is_floating_point() and targets.ndim == 2:
@@ -195,7 +195,7 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     if step < warmup:
         return (step + 1) / warmup
-    floor = cfg.min_lr / cfg.lr
+    floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
     epoch = step // steps_per_epoch
     if cfg.scheduler == "cosine":
         progress = min(1.0, (step - warmup) / max(1, cfg.epochs * steps_per_epoch - warmup))
@@ -210,7 +210,7 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """A per-step ``LambdaLR`` over ``lr_factor``, or ``ReduceLROnPlateau`` (stepped per epoch on the monitor)."""
+    """A per-step ``LambdaLR`` over ``lr_factor``, or ``ReduceLROnPlateau`` (per epoch, on the monitor)."""
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=cfg.mode, factor=cfg.gamma,
                                                           patience=cfg.patience, min_lr=cfg.min_lr)
@@ -249,6 +249,15 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def _save_epoch(run_dir: Path, ckpt: dict, is_best: bool) -> None:
+    """``last.pt`` (and ``best.pt`` when ``is_best``) plus ``history.csv``, each written atomically."""
+    _atomic_write(run_dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
+    if is_best:
+        _atomic_write(run_dir / "best.pt", lambda tmp: torch.save(ckpt, tmp))
+    frame = pd.DataFrame(ckpt["history"])
+    _atomic_write(run_dir / "history.csv", lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None, use_ema: bool = True,
@@ -415,7 +424,7 @@ class _Trainer:
                 "NaN/inf (torch.isfinite(x).all()).")
 
     def train_epoch(self, loader: Iterable, epoch: int) -> dict:
-        """One pass over ``loader`` (at most ``batches_per_epoch`` batches); returns the epoch's train metrics."""
+        """One pass over ``loader`` (at most ``batches_per_epoch`` batches); the epoch's train metrics."""
         cfg, n_batches = self.cfg, self.batches_per_epoch
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -446,9 +455,11 @@ class _Trainer:
                 self._check_finite(window, epoch)
                 loss_sum, correct_sum = totals.tolist()
                 bar.update(len(window))
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct_sum / seen:.3f}", lr=f"{lr:.2e}",
-                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct_sum / seen:.3f}",
+                                lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.0f}")
                 window = []
+        if window:  # a loader shorter than its stated length
+            self._check_finite(window, epoch)
         bar.close()
         elapsed = time.perf_counter() - start
         loss_sum, correct_sum = totals.tolist()
@@ -501,7 +512,7 @@ def _best(history: list[dict], key: str, mode: str) -> tuple[float, int]:
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     last = run_dir / "last.pt"
     if resume and not last.is_file():
-        raise FileNotFoundError(f"resume=True but {last} does not exist; start a fresh run with resume=False.")
+        raise FileNotFoundError(f"resume=True but {last} does not exist; start a fresh run (resume=False).")
     if not resume and last.exists():
         raise FileExistsError(f"{run_dir} already holds a run (last.pt). Continue it with resume=True, or "
                               "start a new one in a fresh folder from helpers.config.new_run_dir(name).")
@@ -533,6 +544,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
     ``run_dir`` receives ``last.pt``, ``best.pt``, ``history.csv`` and ``config.json``; a fresh run refuses
     a folder that already has ``last.pt``. ``resume=True`` continues from ``last.pt`` (``cfg.epochs`` may
     grow) and reproduces the uninterrupted run, as the shuffling is re-seeded per epoch from ``cfg.seed``.
+    Afterwards ``model`` holds the last epoch's raw weights; ``load_checkpoint(run_dir / "best.pt", model)``
+    restores the best ones (EMA weights when EMA was on). On CUDA, fit turns on cudnn.benchmark.
     """
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, resume)
@@ -542,14 +555,15 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
         torch.backends.cudnn.benchmark = True
     history: list[dict] = []
     if resume:
-        ckpt = torch.load(run_dir / "last.pt", map_location=trainer.device, weights_only=True)
+        ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
         _warn_config_changes(ckpt["config"], cfg)
         trainer.load_state_dict(ckpt)
         history = ckpt["history"]
         _set_rng_state(ckpt["rng"])
     else:
         config.seed_everything(cfg.seed)
-    monitor = cfg.monitor if val_loader is not None else cfg.monitor.replace("val_", "train_", 1)
+    no_val = val_loader is None and cfg.monitor in ("val_acc", "val_loss")
+    monitor = cfg.monitor.replace("val_", "train_", 1) if no_val else cfg.monitor
     _write_json(run_dir / "config.json", {
         "train_config": asdict(cfg), "device": str(trainer.device), "amp_dtype": str(trainer.amp_dtype),
         "batches_per_epoch": trainer.batches_per_epoch, "steps_per_epoch": trainer.steps_per_epoch,
@@ -575,11 +589,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
             trainer.scheduler.step(row[monitor])
         ckpt = {**trainer.state_dict(), "epoch": epoch, "history": history, "rng": _rng_state(),
                 "config": asdict(cfg)}
-        _atomic_write(run_dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
-        if _is_better(row[monitor], best, cfg.mode) or (math.isnan(best) and math.isnan(row[monitor])):
-            _atomic_write(run_dir / "best.pt", lambda tmp: torch.save(ckpt, tmp))
-        frame = pd.DataFrame(history)
-        _atomic_write(run_dir / "history.csv", lambda tmp: frame.to_csv(tmp, index=False))
+        _save_epoch(run_dir, ckpt, _is_better(row[monitor], best, cfg.mode)
+                    or (math.isnan(best) and math.isnan(row[monitor])))
         if cfg.progress:
             tqdm.write(" ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, (int, float))))
-    return pd.DataFrame(history, columns=list(dict.fromkeys(HISTORY_COLUMNS + [k for r in history for k in r])))
+    columns = list(dict.fromkeys(HISTORY_COLUMNS + [k for row in history for k in row]))
+    return pd.DataFrame(history, columns=columns)

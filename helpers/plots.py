@@ -234,3 +234,156 @@ def pairs_grid(
             if captions is not None:
                 sub.suptitle(str(captions[i]), fontsize=8)
     return fig
+
+
+def roc_curves(labels, scores: Mapping[str, Sequence[float]], log_far: bool = False,
+               ax: Axes | None = None) -> Figure:
+    """ROC curves of several scorers (name -> similarity scores) on the same pairs (``labels`` 1 genuine,
+    0 impostor), AUC in the legend; ``log_far`` spreads out the low false-accept rates."""
+    from sklearn.metrics import RocCurveDisplay
+
+    fig, ax = _target(ax, (5.5, 4.5))
+    for name, values in scores.items():
+        RocCurveDisplay.from_predictions(np.asarray(labels), np.asarray(values), name=name, ax=ax,
+                                         plot_chance_level=not log_far and name == next(iter(scores)))
+    ax.set(xlabel="false accept rate", ylabel="true accept rate", title="ROC")
+    if log_far:
+        ax.set_xscale("log")
+    return fig
+
+
+def score_histograms(labels, scores, threshold: float | None = None, title: str = "", bins: int = 30,
+                     ax: Axes | None = None) -> Figure:
+    """Genuine and impostor score distributions (densities) and, if given, the decision threshold."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    fig, ax = _target(ax)
+    edges = np.histogram_bin_edges(scores, bins=bins)
+    for value, name, colour in ((1, "genuine", "tab:green"), (0, "impostor", "tab:red")):
+        ax.hist(scores[labels == value], bins=edges, density=True, alpha=0.5, color=colour,
+                label=f"{name} ({(labels == value).sum()})")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set(title=title, xlabel="score", ylabel="density")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def threshold_curve(curve: pd.DataFrame, threshold: float | None = None, title: str = "",
+                    ax: Axes | None = None) -> Figure:
+    """Open-set accuracy and the share sent to ``n000000`` against the threshold
+    (``verification.threshold_curve``), with the chosen threshold marked."""
+    fig, ax = _target(ax)
+    ax.plot(curve["threshold"], curve["accuracy"], label="accuracy")
+    ax.plot(curve["threshold"], curve["rejected"], linestyle=":", label="share mapped to n000000")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"chosen {threshold:.3f}")
+    ax.set(title=title, xlabel="threshold on the nearest score", ylim=(0, 1.02))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def confused_pairs_grid(confused: pd.DataFrame, gallery: pd.DataFrame, ncols: int = 3) -> Figure:
+    """For each row of ``metrics.most_confused`` (names in ``true``/``predicted``), one image of the true
+    identity next to one of the identity it was taken for (first image per identity in ``gallery``)."""
+    first = gallery.groupby("identity")["path"].first()
+    pairs = [(first[t], first[p]) for t, p in zip(confused["true"], confused["predicted"], strict=True)]
+    captions = [f"{t} -> {p} ({n}x)" for t, p, n in confused[["true", "predicted", "count"]].itertuples(index=False)]
+    return pairs_grid(pairs, captions, ncols=ncols)
+
+
+# ---------------------------------------------------------------------------------------------- multi-task
+
+def task_confusions(pred: pd.DataFrame, classes: Mapping[str, Sequence[str]], title: str = "") -> Figure:
+    """Row-normalised confusion matrices of several tasks side by side from a predictions frame with
+    ``<task>`` and ``pred_<task>`` index columns; ``classes`` maps each task to its class names."""
+    sizes = [len(names) for names in classes.values()]
+    fig, axes = _figure(1, len(classes), (sum(0.5 * n + 2.2 for n in sizes), max(3.6, 0.45 * max(sizes) + 2)))
+    for ax, (task, names) in zip(axes, classes.items(), strict=True):
+        confusion_matrix(pred[task], pred[f"pred_{task}"], labels=list(range(len(names))), normalize="true",
+                         display_labels=list(names), ax=ax)
+        ax.set_title(task)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def task_curves(
+    histories: pd.DataFrame | Mapping[str, pd.DataFrame],
+    metrics: Sequence[str] = ("gender_acc", "race_acc", "age_mae"),
+    splits: Sequence[str] = ("train", "val"),
+) -> Figure:
+    """Loss and one panel per task metric over epochs, for one engine history or several (``{model: history}``
+    side by side in colour); ``<split>_<metric>`` columns, train dashed and val solid."""
+    histories = {"": histories} if isinstance(histories, pd.DataFrame) else dict(histories)
+    panels = ["loss", *metrics]
+    fig, axes = _figure(1, len(panels), (3.6 * len(panels), 3.4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (model, history) in zip(colours, histories.items(), strict=False):
+        for ax, metric in zip(axes, panels, strict=True):
+            for split in splits:
+                column = f"{split}_{metric}"
+                if column in history.columns and history[column].notna().any():
+                    label = f"{model} {split}".strip()
+                    style = "--" if split == "train" else "-"
+                    ax.plot(history["epoch"], history[column], style, color=colour, marker="o", markersize=3,
+                            label=label)
+    for ax, metric in zip(axes, panels, strict=True):
+        ax.set(title=metric.replace("_", " "), xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
+def reliability_diagram(table: pd.DataFrame, ece: float | None = None, title: str = "",
+                        ax: Axes | None = None) -> Figure:
+    """Accuracy against confidence per bin from ``metrics.reliability`` (bars), the diagonal of perfect
+    calibration, each bin's mean confidence (dots) and its count; ECE in the title when given."""
+    fig, ax = _target(ax, (4.6, 4.2))
+    centres, width = (table["lower"] + table["upper"]) / 2, table["upper"] - table["lower"]
+    ax.bar(centres, table["accuracy"].fillna(0), width=width, edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    full = table[table["n"] > 0]
+    ax.plot((full["lower"] + full["upper"]) / 2, full["confidence"], "o", color="tab:red", markersize=4,
+            label="mean confidence")
+    for x, acc, n in zip((full["lower"] + full["upper"]) / 2, full["accuracy"], full["n"], strict=True):
+        ax.annotate(str(n), (x, acc), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    suffix = f" (ECE {ece:.3f})" if ece is not None else ""
+    ax.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence", ylabel="accuracy",
+           title=f"{title}{suffix}".strip())
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def error_by_group(table: pd.DataFrame, value: str = "mae", title: str = "",
+                   ax: Axes | None = None) -> Figure:
+    """Bars of a per-group error from ``metrics.error_by_group`` (e.g. age MAE per true age bin), each
+    labelled with its group size; the group is the table's first column."""
+    fig, ax = _target(ax, (max(5.0, 0.6 * len(table) + 2), 3.6))
+    labels = table.iloc[:, 0].astype(str)
+    bars = ax.bar(labels, table[value])
+    ax.bar_label(bars, labels=[f"n={n}" for n in table["n"]], fontsize=7)
+    ax.set(title=title, xlabel=table.columns[0], ylabel=value)
+    ax.tick_params(axis="x", labelrotation=45 if len(table) > 5 else 0)
+    return fig
+
+
+def prediction_grid(
+    images: Sequence[ImageLike],
+    truths: Sequence[str],
+    predictions: Sequence[str],
+    correct: Sequence[bool] | None = None,
+    ncols: int = 6,
+    cell: float = 2.0,
+) -> Figure:
+    """Images captioned ``true`` over ``predicted``: green where ``correct`` is true, red elsewhere."""
+    titles = [f"true {t}\npred {p}" for t, p in zip(truths, predictions, strict=True)]
+    fig = image_grid(images, titles, ncols=ncols, cell=cell)
+    if correct is not None:
+        for ax, ok in zip(fig.axes, correct, strict=False):  # the grid may have empty cells
+            ax.title.set_color("tab:green" if ok else "tab:red")
+    for ax in fig.axes:
+        ax.title.set_fontsize(7)
+    return fig

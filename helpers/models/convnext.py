@@ -56,7 +56,7 @@ class BatchNormChannelsLast(nn.BatchNorm2d):
 
 
 def norm_layers(norm: str) -> tuple[Callable[[int], nn.Module], Callable[[int], nn.Module]]:
-    """The (channels-first, channels-last) norm layers for ``norm``; LayerNorms use eps 1e-6 as in the paper."""
+    """(channels-first, channels-last) norm layers for ``norm``; LayerNorms use eps 1e-6 as in the paper."""
     if norm == "layernorm":
         return partial(LayerNorm2d, eps=1e-6), partial(nn.LayerNorm, eps=1e-6)
     if norm == "batchnorm":
@@ -68,7 +68,8 @@ class Block(nn.Module):
     """ConvNeXt block: dwconv 7x7 -> norm -> pwconv1 (C -> 4C) -> GELU -> pwconv2 (4C -> C) -> layer scale
     -> drop path, plus the shortcut. The pointwise convs are Linear layers on a channels-last view."""
 
-    def __init__(self, dim: int, drop_path: float = 0.0, ls_init_value: float = 1e-6, norm: str = "layernorm"):
+    def __init__(self, dim: int, drop_path: float = 0.0, ls_init_value: float = 1e-6,
+                 norm: str = "layernorm"):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)  # depthwise
         self.norm = norm_layers(norm)[1](dim)

@@ -1,0 +1,268 @@
+"""helpers.engine on small synthetic problems (CPU, seconds): learning, exact resume, NaN, schedules."""
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from helpers import engine
+from helpers.engine import TrainConfig
+
+N_CLASSES, DIM = 4, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread, and far faster when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def blobs(n: int, seed: int) -> TensorDataset:
+    """Gaussian blobs around fixed class centres: separable, so a model should reach high accuracy."""
+    centres = torch.randn(N_CLASSES, DIM, generator=torch.Generator().manual_seed(0)) * 1.5
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, N_CLASSES, (n,), generator=g)
+    return TensorDataset(centres[y] + torch.randn(n, DIM, generator=g), y)
+
+
+def loaders(batch_size: int = 32, generator: bool = True, n_train: int = 256):
+    train = DataLoader(blobs(n_train, 1), batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator() if generator else None)
+    return train, DataLoader(blobs(256, 2), batch_size=64)
+
+
+def mlp(dropout: float = 0.1, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(DIM, 32), nn.LayerNorm(32), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(32, N_CLASSES))
+
+
+def quick(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "lr": 1e-2, "warmup_epochs": 0.5, "progress": False, **kw})
+
+
+class NaNAt:
+    """Cross-entropy that returns NaN on its ``at``-th training call (1-based; evaluation not counted)."""
+
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
+
+    def __call__(self, outputs, targets):
+        self.calls += torch.is_grad_enabled()
+        loss = nn.functional.cross_entropy(outputs, targets)
+        return loss * math.nan if self.calls == self.at else loss
+
+
+class InterruptAt(NaNAt):
+    """Cross-entropy that raises KeyboardInterrupt on its ``at``-th training call, like a stopped kernel."""
+
+    def __call__(self, outputs, targets):
+        self.calls += torch.is_grad_enabled()
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(outputs, targets)
+
+
+def test_fit_learns_and_writes_the_run_folder(tmp_path):
+    train, val = loaders()
+    history = engine.fit(mlp(), train, val, quick(), tmp_path)
+    assert list(history.columns) == engine.HISTORY_COLUMNS
+    assert history.epoch.tolist() == [1, 2, 3]
+    assert history.val_acc.iloc[-1] > 0.9  # chance is 0.25
+    assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
+    assert (history.train_images_per_s > 0).all()
+    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "best.pt", "history.csv", "config.json"}
+    model = mlp()
+    ckpt = engine.load_checkpoint(tmp_path / "best.pt", model)
+    best = history.loc[history.val_acc.idxmax()]
+    assert ckpt["epoch"] == best.epoch
+    assert engine.evaluate(model, val)["acc"] == pytest.approx(best.val_acc)
+
+
+def test_cnn_channels_last_learns_and_predicts(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (384,), generator=g)
+    x = torch.randn(384, 3, 8, 8, generator=g) * 0.5
+    for k in range(4):  # the bright quadrant is the class
+        r, c = divmod(k, 2)
+        x[y == k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 1.5
+    train = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=32, shuffle=True,
+                       generator=torch.Generator())
+    val = DataLoader(TensorDataset(x[256:], y[256:]), batch_size=64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                          nn.Linear(64, 4))
+    history = engine.fit(model, train, val, quick(epochs=4, lr=5e-3, channels_last=True), tmp_path)
+    assert history.val_acc.max() > 0.9
+    logits, targets = engine.predict(model, val, return_targets=True, progress=False)
+    assert logits.shape == (128, 4) and torch.equal(targets, y[256:])
+    assert (logits.argmax(1) == targets).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("generator", [True, False], ids=["loader-generator", "global-rng"])
+def test_resume_equals_uninterrupted_run(tmp_path, generator):
+    cfg = quick(epochs=4, scheduler="step", step_size=2, gamma=0.5, warmup_epochs=0)
+    full = engine.fit(mlp(), *loaders(generator=generator), cfg, tmp_path / "full")
+    cut = quick(epochs=2, scheduler="step", step_size=2, gamma=0.5, warmup_epochs=0)
+    engine.fit(mlp(), *loaders(generator=generator), cut, tmp_path / "cut")
+    resumed = engine.fit(mlp(seed=2), *loaders(generator=generator), cfg, tmp_path / "cut", resume=True)
+    cols = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert resumed[cols].to_numpy() == pytest.approx(full[cols].to_numpy(), abs=1e-6)
+
+
+def test_resume_after_an_interrupt_mid_epoch(tmp_path):
+    """Cosine schedule, EMA and accumulation: a run stopped during epoch 3 resumes to the same history."""
+    cfg = quick(epochs=4, ema_decay=0.9, accum_steps=2, clip_grad_norm=1.0)
+    train, val = loaders()
+    full = engine.fit(mlp(), train, val, cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):  # 8 batches per epoch: call 19 is epoch 3, batch 3
+        engine.fit(mlp(), train, val, cfg, tmp_path / "cut", loss_fn=InterruptAt(19))
+    assert engine.load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
+    resumed = engine.fit(mlp(seed=3), train, val, cfg, tmp_path / "cut", resume=True)
+    cols = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert resumed[cols].to_numpy() == pytest.approx(full[cols].to_numpy(), abs=1e-6)
+
+
+def test_non_finite_loss_stops_with_advice_and_keeps_last_good_epoch(tmp_path):
+    train, val = loaders()  # 8 batches per epoch: call 11 is epoch 2, step 3
+    snapshots = []
+
+    def snapshot(model: nn.Module) -> dict:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {}
+
+    with pytest.raises(engine.NonFiniteLossError) as err:
+        engine.fit(mlp(), train, val, quick(scheduler="none"), tmp_path, loss_fn=NaNAt(11),
+                   metrics_fn=snapshot)
+    message = str(err.value)
+    assert "epoch 2" in message and "step 3 of 8" in message and "lr 0.01" in message
+    assert "clip_grad_norm" in message and "amp" in message
+    model = mlp()
+    ckpt = engine.load_checkpoint(tmp_path / "last.pt", model)
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1 and len(snapshots) == 1
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[0][name])
+
+
+def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
+    train, val = loaders()
+    engine.fit(mlp(), train, val, quick(epochs=1), tmp_path)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="resume=True.*new_run_dir"):
+        engine.fit(mlp(), train, val, quick(epochs=1), tmp_path)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="resume=True"):
+        engine.fit(mlp(), train, val, quick(epochs=1), tmp_path / "empty", resume=True)
+
+
+def _lrs(cfg: TrainConfig, steps_per_epoch: int = 2, metrics=None) -> list[float]:
+    """LR at the start of each epoch when stepping the schedule like ``fit`` does."""
+    optimizer = engine.build_optimizer(mlp().named_parameters(), cfg)
+    scheduler = engine.build_scheduler(optimizer, cfg, steps_per_epoch)
+    lrs = []
+    for epoch in range(cfg.epochs):
+        lrs.append(engine.base_lr(optimizer))
+        for _ in range(steps_per_epoch):
+            optimizer.step()
+            if cfg.scheduler != "plateau":
+                scheduler.step()
+        if cfg.scheduler == "plateau":
+            scheduler.step(metrics[epoch])
+    return lrs
+
+
+def test_schedulers_build_and_step():
+    base = {"epochs": 6, "lr": 1.0, "progress": False}
+    cosine = _lrs(TrainConfig(**base, scheduler="cosine", warmup_epochs=1, min_lr=0.01), steps_per_epoch=4)
+    assert cosine[0] == pytest.approx(0.25) and cosine[1] == pytest.approx(1.0)
+    assert all(a > b for a, b in itertools.pairwise(cosine[1:])) and cosine[-1] > 0.01
+    assert _lrs(TrainConfig(**base, scheduler="step", step_size=2, gamma=0.5)) == [1, 1, .5, .5, .25, .25]
+    assert _lrs(TrainConfig(**base, scheduler="multistep", milestones=(1, 4))) == pytest.approx(
+        [1, .1, .1, .1, .01, .01])
+    assert _lrs(TrainConfig(**base, scheduler="exponential", gamma=0.5)) == pytest.approx(
+        [1, .5, .25, .125, .0625, .03125])
+    assert _lrs(TrainConfig(**base, scheduler="none")) == [1.0] * 6
+    plateau = _lrs(TrainConfig(**base, scheduler="plateau", patience=1, gamma=0.5, monitor="val_loss"),
+                   metrics=[1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
+    assert plateau == [1, 1, 1, 1, .5, .5]
+    with pytest.raises(ValueError, match="warm-up"):
+        TrainConfig(scheduler="plateau", warmup_epochs=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+
+
+def test_param_groups_skip_decay_on_norms_biases_and_scale_lrs():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.LayerNorm(8 * 4),
+                          nn.Linear(32, 4))
+    cfg = TrainConfig(lr=0.1, weight_decay=0.05, param_groups={"4.": 10.0})
+    optimizer = engine.build_optimizer(model.named_parameters(), cfg)
+    decay_of = {id(p): (g["weight_decay"], g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        wd, lr = decay_of[id(param)]
+        assert wd == (0.05 if name.endswith("weight") and param.ndim > 1 else 0.0), name
+        assert lr == pytest.approx(1.0 if name.startswith("4.") else 0.1), name
+    assert engine.base_lr(optimizer) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="match no trainable parameter"):
+        engine.build_optimizer(model.named_parameters(), TrainConfig(param_groups={"head.": 2.0}))
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
+    """SGD, no momentum: 2 accumulated batches of 8 equal one batch of 16 (56 samples: a short last group)."""
+    cfg = {"epochs": 1, "lr": 0.1, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0,
+           "scheduler": "none", "progress": False}
+    results = []
+    for batch_size, accum in ((16, 1), (8, 2)):
+        model = mlp(dropout=0.0)
+        train = DataLoader(blobs(56, 1), batch_size=batch_size, shuffle=True, generator=torch.Generator())
+        engine.fit(model, train, None, TrainConfig(**cfg, accum_steps=accum), tmp_path / str(accum))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    initial = torch.cat([p.detach().flatten() for p in mlp(dropout=0.0).parameters()])
+    assert (results[0] - initial).abs().max() > 1e-3  # the weights moved
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+
+
+def test_ema_weights_are_kept_and_evaluated(tmp_path):
+    train, val = loaders()
+    model = mlp()
+    history = engine.fit(model, train, val, quick(ema_decay=0.9), tmp_path)
+    ckpt = engine.load_checkpoint(tmp_path / "last.pt")
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
+    ema_model, raw_model = mlp(), mlp()
+    engine.load_checkpoint(tmp_path / "last.pt", ema_model)
+    engine.load_checkpoint(tmp_path / "last.pt", raw_model, use_ema=False)
+    assert engine.evaluate(ema_model, val)["loss"] == pytest.approx(history.val_loss.iloc[-1], rel=1e-5)
+    assert engine.evaluate(raw_model, val)["loss"] != pytest.approx(history.val_loss.iloc[-1], rel=1e-5)
+    assert history.val_acc.iloc[-1] > 0.9
+
+
+def test_soft_label_accuracy_and_training(tmp_path):
+    outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.6, 0.0, 0.4]])  # argmax 0 and 0
+    assert engine.correct_count(outputs, soft).item() == 1
+    assert engine.correct_count(outputs, torch.tensor([0, 2])).item() == 2
+    data = blobs(256, 1)
+    x, y = data.tensors
+    perm = torch.randperm(256, generator=torch.Generator().manual_seed(0))
+    targets = 0.7 * nn.functional.one_hot(y, N_CLASSES) + 0.3 * nn.functional.one_hot(y[perm], N_CLASSES)
+    train = DataLoader(TensorDataset(0.7 * x + 0.3 * x[perm], targets.float()), batch_size=32, shuffle=True)
+    history = engine.fit(mlp(), train, loaders()[1], quick(), tmp_path)
+    assert history.train_acc.iloc[-1] > 0.8
+    assert history.val_acc.iloc[-1] > 0.85
+
+
+def test_early_stopping_and_amp_resolution(tmp_path):
+    train, val = loaders()
+    history = engine.fit(mlp(), train, val, quick(epochs=10, lr=0.0, scheduler="none", early_stopping=2,
+                                                  monitor="val_loss"), tmp_path)
+    assert len(history) == 3  # epoch 1 is the best; epochs 2 and 3 do not improve on it
+    cpu = torch.device("cpu")
+    assert engine.resolve_amp("auto", cpu) is None and engine.resolve_amp("off", cpu) is None
+    assert engine.resolve_amp("bf16", cpu) is torch.bfloat16
+    history = engine.fit(mlp(), train, val, quick(epochs=1, amp="bf16"), tmp_path / "bf16")
+    assert history.val_acc.iloc[-1] > 0.5

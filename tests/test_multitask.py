@@ -1,0 +1,208 @@
+"""Multi-task gender/race/age: label mapping, splits, class weights, model, loss, learning on demo data."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import config, engine
+from helpers import multitask as mt
+from helpers.losses import MultiTaskLoss
+from helpers.models import multitask as models
+from helpers.recipes import MultiTaskRecipe
+
+
+def _frame(counts: dict[tuple[int, int], int]) -> pd.DataFrame:
+    """A label frame with ``counts[(race, gender)]`` rows per stratum."""
+    rows = [(f"/x/{race}_{gender}_{i}.jpg", gender, race, 3, 24.5)
+            for (race, gender), n in counts.items() for i in range(n)]
+    return pd.DataFrame(rows, columns=["path", "gender", "race", "age", "age_years"])
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+def test_age_bins_follow_fairface_edges():
+    years = [0, 2, 3, 9, 10, 19, 20, 29.9, 60, 69, 70, 116]
+    assert mt.age_to_bin(years).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 7, 7, 8, 8]
+    assert mt.age_to_bin(mt.AGE_MIDPOINTS).tolist() == list(range(9))  # each midpoint lies in its own bin
+
+
+def test_utkface_mapping_keeps_gender_and_five_races_and_bins_ages():
+    utk = pd.DataFrame({"path": ["a", "b", "c", "d"], "age": [1, 25, 70, 116], "gender_idx": [0, 1, 1, 0],
+                        "race_idx": [0, 2, 4, 3]})
+    out = mt.from_utkface(utk)
+    assert out["gender"].tolist() == [0, 1, 1, 0] and out["race"].tolist() == [0, 2, 4, 3]
+    assert out["age"].tolist() == [0, 3, 8, 8]
+    assert out["age_years"].tolist() == [1, 25, 70, 116]
+    labels = mt.label_space("utkface")
+    assert labels.num_races == 5 and labels.races[4] == "Others" and labels.genders == ("Male", "Female")
+    assert mt.mapping_table("utkface").loc["race", "classes / target"].count(",") == 4
+
+
+def test_utkface_mapping_rejects_labels_out_of_range():
+    utk = pd.DataFrame({"path": ["a"], "age": [30], "gender_idx": [0], "race_idx": [5]})
+    with pytest.raises(ValueError, match="race outside"):
+        mt.from_utkface(utk)
+
+
+def test_fairface_mapping_uses_bin_midpoints():
+    ff = pd.DataFrame({"path": ["a", "b"], "gender_idx": [1, 0], "race_idx": [6, 0], "age_idx": [0, 8]})
+    out = mt.from_fairface(ff)
+    assert out["age_years"].tolist() == [1.0, 75.0] and out["race"].tolist() == [6, 0]
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+STRATA = {(0, 0): 200, (0, 1): 100, (1, 0): 60, (1, 1): 40}
+
+
+def test_stratified_split_proportions_per_race_and_gender():
+    frame = _frame(STRATA)
+    parts = mt.make_splits({"all": frame}, "stratified", seed=0)
+    assert list(parts) == ["train", "val", "test"]
+    assert sum(len(p) for p in parts.values()) == len(frame)
+    assert set().union(*(set(p["path"]) for p in parts.values())) == set(frame["path"])
+    for (race, gender), n in STRATA.items():
+        for name, share in mt.SEED_FRACTIONS.items():
+            part = parts[name]
+            got = ((part["race"] == race) & (part["gender"] == gender)).sum()
+            assert abs(got - share * n) <= 1, (name, race, gender, got)
+
+
+def test_split_reproducible_from_the_seed():
+    frame = _frame(STRATA)
+    first = mt.make_splits({"all": frame}, seed=3)
+    again = mt.make_splits({"all": frame}, seed=3)
+    other = mt.make_splits({"all": frame}, seed=4)
+    assert first["test"]["path"].tolist() == again["test"]["path"].tolist()
+    assert first["test"]["path"].tolist() != other["test"]["path"].tolist()
+
+
+def test_subset_fraction_keeps_strata_proportions():
+    frame = _frame(STRATA)
+    parts = mt.make_splits({"all": frame}, fraction=0.1, seed=0)
+    kept = pd.concat(parts.values())
+    assert len(kept) == pytest.approx(40, abs=2)
+    counts = kept.groupby(["race", "gender"]).size()
+    assert counts[(0, 0)] == pytest.approx(20, abs=1) and counts[(1, 1)] == pytest.approx(4, abs=1)
+
+
+def test_official_split_holds_out_fairface_val_as_test():
+    train, val = _frame(STRATA), _frame({(0, 0): 10, (1, 1): 10}).assign(path=lambda d: "v" + d["path"])
+    parts = mt.make_splits({"train": train, "val": val}, "official")
+    assert parts["test"]["path"].tolist() == val["path"].tolist()
+    assert len(parts["train"]) + len(parts["val"]) == len(train)
+    assert len(parts["val"]) == pytest.approx(0.15 * len(train), abs=4)
+    with pytest.raises(ValueError, match="UTKFace has none"):
+        mt.make_splits({"all": train}, "official")
+
+
+def test_race_class_weights_balanced_from_training_split():
+    train = _frame({(0, 0): 3, (1, 0): 1})  # race 0 three times, race 1 once, race 2 absent
+    weights = mt.race_weights(train, num_races=3)
+    np.testing.assert_allclose(weights.numpy(), [4 / (2 * 3), 4 / (2 * 1), 0.0])
+    # each present race carries the same total weight
+    assert (weights[:2] * torch.tensor([3.0, 1.0])).tolist() == pytest.approx([2.0, 2.0])
+
+
+# ------------------------------------------------------------------------------------------ model, loss
+
+@pytest.mark.parametrize("age_mode, age_shape", [("regression", (4,)), ("classification", (4, 9))])
+def test_model_outputs(age_mode, age_shape):
+    model = models.create("baseline", num_races=5, age_mode=age_mode).eval()
+    out = model(torch.randn(4, 3, 32, 32))
+    assert out["gender"].shape == (4, 2) and out["race"].shape == (4, 5) and out["age"].shape == age_shape
+    with pytest.raises(ValueError, match="age_mode"):
+        models.create("baseline", age_mode="ordinal")
+
+
+def test_regression_head_outputs_years_in_the_age_range():
+    model = models.MultiTaskModel(models.BaselineCNN(), num_races=7, age_range=(10.0, 50.0)).eval()
+    torch.nn.init.zeros_(model.heads["age"].fc.weight)
+    torch.nn.init.constant_(model.heads["age"].fc.bias, 0.5)
+    assert model(torch.randn(2, 3, 32, 32))["age"].tolist() == [30.0, 30.0]
+
+
+def _targets(gender, race, age, years):
+    return {"gender": torch.tensor(gender), "race": torch.tensor(race), "age": torch.tensor(age),
+            "age_years": torch.tensor(years, dtype=torch.float32)}
+
+
+def test_loss_known_values_and_weights():
+    outputs = {"gender": torch.zeros(2, 2), "race": torch.zeros(2, 4), "age": torch.tensor([30.0, 50.0])}
+    targets = _targets([0, 1], [1, 3], [3, 4], [40.0, 40.0])
+    loss = MultiTaskLoss(age_range=(0.0, 100.0))
+    parts = loss.components(outputs, targets)
+    assert parts["gender"].item() == pytest.approx(math.log(2))
+    assert parts["race"].item() == pytest.approx(math.log(4))
+    assert parts["age"].item() == pytest.approx(0.1)  # |30-40|, |50-40| -> 10 years of a 100-year range
+    weighted = MultiTaskLoss({"gender": 2.0, "age": 0.5})(outputs, targets)
+    assert weighted.item() == pytest.approx(2 * math.log(2) + math.log(4) + 0.05)
+
+
+def test_loss_race_class_weights_and_age_classification():
+    race_logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])  # right, right, wrong
+    outputs = {"gender": torch.zeros(3, 2), "race": race_logits, "age": torch.zeros(3, 9)}
+    targets = _targets([0, 0, 0], [0, 1, 1], [0, 1, 2], [1.0, 6.0, 14.5])
+    right, wrong = (-torch.log_softmax(torch.tensor([2.0, 0.0]), 0)).tolist()
+    loss = MultiTaskLoss(race_weights=torch.tensor([1.0, 3.0]), age_mode="classification")
+    parts = loss.components(outputs, targets)
+    assert parts["race"].item() == pytest.approx((right + 3 * right + 3 * wrong) / 7)
+    assert parts["age"].item() == pytest.approx(math.log(9))
+
+
+def test_loss_names_missing_keys():
+    with pytest.raises(KeyError, match="age_years"):
+        MultiTaskLoss()({"gender": torch.zeros(1, 2), "race": torch.zeros(1, 3), "age": torch.zeros(1)},
+                        {"gender": torch.tensor([0]), "race": torch.tensor([0]), "age": torch.tensor([0])})
+
+
+def test_decode_regression_and_classification():
+    outputs = {"gender": torch.tensor([[0.0, 1.0]]), "race": torch.tensor([[0.0, 0.0, 3.0]]),
+               "age": torch.tensor([33.0])}
+    pred = mt.decode(outputs, "regression")
+    assert pred["gender"].tolist() == [1] and pred["race"].tolist() == [2] and pred["age"].tolist() == [4]
+    assert pred["gender_prob"][0, 1] == pytest.approx(1 / (1 + math.exp(-1)))
+    pred = mt.decode({**outputs, "age": torch.eye(9)[[6]]}, "classification")
+    assert pred["age"].tolist() == [6] and pred["age_years"].tolist() == [54.5]
+
+
+def test_fairness_summary_on_constructed_predictions():
+    labels = mt.label_space("utkface")
+    pred = pd.DataFrame({"gender": [0, 0, 1, 1, 0, 0, 1, 1], "race": [0, 0, 0, 0, 1, 1, 1, 1]})
+    pred["pred_gender"] = [0, 0, 1, 0, 0, 0, 1, 1]  # race 0 females: 1 of 2; everyone else right
+    pred["pred_race"] = pred["race"]
+    pred["age"] = pred["pred_age"] = 3
+    summary = mt.fairness_summary(pred, labels)
+    assert summary.loc["gender", "worst group"] == "White / Female"
+    assert summary.loc["gender", "worst group accuracy"] == 0.5
+    assert summary.loc["gender", "largest gap"] == 0.5
+    assert summary.loc["gender", "TPR gap across races"] == 0.5
+    assert summary.loc["race", "largest gap"] == 0.0
+    table = mt.fairness_table(pred, labels)
+    assert table.loc["White", "Female"] == 0.5 and table.loc["all", "all"] == pytest.approx(7 / 8)
+
+
+# ----------------------------------------------------------------------------------------------- learning
+
+def test_every_head_beats_chance_on_the_demo_twin(tmp_path):
+    """The baseline learns all three tasks on the FairFace demo twin: held-out scores beat the no-image
+    reference (majority class, median age)."""
+    data = mt.load("fairface", seed=0)
+    recipe = MultiTaskRecipe().for_profile()
+    loaders = mt.make_loaders(data.splits, recipe.image_size, recipe.batch_size, augment=False)
+    batch = next(iter(loaders["train"]))
+    assert set(batch[1]) == set(mt.TARGETS) and batch[1]["age_years"].dtype == torch.float32
+    model = mt.build_model(recipe, data.labels)
+    loss = mt.build_loss(recipe, data.labels, data.splits["train"])
+    cfg = recipe.train_config(progress=False)
+    history = engine.fit(model, loaders["train"], loaders["val"], cfg, config.new_run_dir("mt", tmp_path),
+                         loss_fn=loss, metrics_fn=mt.metrics_fn({"val": loaders["val"]}, recipe.age_mode))
+    assert {"val_gender_acc", "val_race_acc", "val_age_mae"} <= set(history.columns)
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+    scores = mt.task_metrics(mt.predictions(model, loaders["test"], recipe.age_mode))
+    reference = mt.chance(data.splits["train"], data.splits["test"])
+    assert scores["gender_acc"] >= reference["gender_acc"] + 0.15, (scores, reference)
+    assert scores["race_acc"] >= reference["race_acc"] + 0.1, (scores, reference)
+    assert scores["age_mae"] <= reference["age_mae"] - 2, (scores, reference)
