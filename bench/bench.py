@@ -98,30 +98,38 @@ def measure_one(name: str, repeats: int) -> dict:
     device = config.device()
     s = sizes(device)
     loader = make_loader(s, device)
-    plain, eng = [], []
+    speeds = {"plain": [], "engine": []}
+    peak_gb = {"plain": 0.0, "engine": 0.0}
     for r in range(repeats):  # interleaved, alternating which goes first
         order = [("plain", run_plain), ("engine", run_engine)]
         for label, fn in order if r % 2 == 0 else order[::-1]:
-            (plain if label == "plain" else eng).append(fn(name, s, loader, device))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            speeds[label].append(fn(name, s, loader, device))
+            if device.type == "cuda":
+                peak_gb[label] = max(peak_gb[label], torch.cuda.max_memory_allocated() / 2**30)
+    plain, eng = speeds["plain"], speeds["engine"]
     out = {"model": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
            **s, "plain_img_s": statistics.median(plain), "engine_img_s": statistics.median(eng),
            "plain_all": plain, "engine_all": eng,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
-        out["gpu_max_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        out["gpu_max_allocated_gb"] = peak_gb
     out["ratio"] = out["engine_img_s"] / out["plain_img_s"]
     return out
 
 
 def pipeline(workers: list[int], batches: int, image_size: int) -> list[dict]:
     """Decode + train transform throughput (images/s) for several worker counts."""
-    from helpers import data, transforms
-    from helpers.datasets import FaceDataset, utkface
+    from helpers import demo, transforms
+    from helpers.datasets import FaceDataset, hw2p2, utkface
 
     if (REALDATA / "utkface_dev").is_dir():
         frame, source = utkface.read(REALDATA / "utkface_dev" / "images")["all"], "real UTKFace JPEGs (200x200)"
-    else:
-        frame, source = data.load("hw2p2")["train"], "demo twin"
+    else:  # the synthetic twin, written under data/demo/ whatever the profile
+        twin = demo.ensure("hw2p2", config.REPO_ROOT / "data" / "demo")
+        frame, source = hw2p2.read_classification(twin)["train"], "demo twin (64 px JPEGs)"
     dataset = FaceDataset(frame.head(64 * batches), transforms.build("hw2p2", image_size, train=True),
                           target=None)
     rows = []
@@ -157,10 +165,11 @@ def main() -> None:
     pipe = pipeline(args.workers, batches=4 if config.device().type == "cpu" else 16, image_size=size)
     print(f"\nTraining throughput ({results[0]['device']}, {size} px, batch {results[0]['batch_size']}, "
           f"median of {args.repeats}, interleaved)")
-    print("| model | plain loop img/s | engine img/s | engine/plain | peak RSS MB | GPU max alloc GB |")
+    print("| model | plain loop img/s | engine img/s | engine/plain | peak RSS MB | GPU max alloc GB plain / engine |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        gpu = f"{r['gpu_max_allocated_gb']:.1f}" if "gpu_max_allocated_gb" in r else "-"
+        mem = r.get("gpu_max_allocated_gb")
+        gpu = f"{mem['plain']:.1f} / {mem['engine']:.1f}" if mem else "-"
         print(f"| {r['model']} | {r['plain_img_s']:.1f} | {r['engine_img_s']:.1f} | {r['ratio']:.2f} | "
               f"{r['peak_rss_mb']:.0f} | {gpu} |")
     print(f"\nData pipeline: decode + 'hw2p2' train transform at {size} px, {pipe[0]['source']}")

@@ -2,8 +2,9 @@
 
 The AT&T (ORL) database: 40 identities (folders s1..s40), 10 greyscale 92x112 PGM images each, read as RGB by
 ``helpers.imageio.load_rgb``; split 7 train / 3 test per identity. The model comes from
-``backbones.create_model`` with random weights (nothing is downloaded), is trained with ``backbones.fit_stages``
-(``engine.fit`` under a freezing policy) and the test accuracy is printed with the settings used.
+``backbones.create_model`` with random weights (nothing is downloaded), is trained with
+``backbones.fit_stages`` (``engine.fit`` under a freezing policy) and the test accuracy is printed with the
+settings used.
 
     python bench/realdata_att_finetune.py                              # resnet18, 64 px, 12 epochs
     python bench/realdata_att_finetune.py --model mobilenetv2_100 --epochs 15
@@ -21,9 +22,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import config, engine, metrics  # noqa: E402
-from helpers.datasets import FaceDataset, holdout_split, make_loader  # noqa: E402
-from helpers.models import backbones  # noqa: E402
+from helpers import config, engine, metrics
+from helpers.datasets import FaceDataset, holdout_split, make_loader
+from helpers.models import backbones
 
 REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 ATT = REALDATA / "att_faces"
@@ -67,9 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
                                args.batch_size, shuffle=True, num_workers=0, seed=args.seed)
     test_loader = make_loader(FaceDataset(test_df, model.info.transform(args.image_size, train=False)),
                               args.batch_size, shuffle=False, num_workers=0)
-    cfg = engine.TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", weight_decay=args.weight_decay,
-                             scheduler="cosine", warmup_epochs=1, label_smoothing=args.label_smoothing,
-                             seed=args.seed, progress=False)
+    cfg = engine.TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw",
+                             weight_decay=args.weight_decay, scheduler="cosine", warmup_epochs=1,
+                             label_smoothing=args.label_smoothing, seed=args.seed, progress=False)
     start = time.perf_counter()
     history = backbones.fit_stages(model, train_loader, test_loader, cfg, config.new_run_dir("bench_att"),
                                    [backbones.Stage(args.epochs, "full")])
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
               "best_epoch_acc": float(history["val_acc"].max()), "train_s": round(train_s, 1),
               "train_images_per_s": float(history["train_images_per_s"].median()),
               "images": {"train": len(train_df), "test": len(test_df)},
-              "settings": {**vars(args), "out": str(args.out), "pretrained": False, "freeze": "full",
-                           "optimizer": "adamw", "scheduler": "cosine, 1 warm-up epoch",
+              "settings": {**{k: v for k, v in vars(args).items() if k != "out"}, "pretrained": False,
+                           "freeze": "full", "optimizer": "adamw", "scheduler": "cosine, 1 warm-up epoch",
                            "device": str(config.device()), "threads": torch.get_num_threads()}}
     print(history[["epoch", "train_loss", "train_acc", "val_acc", "train_images_per_s"]].round(3).to_string(
         index=False))

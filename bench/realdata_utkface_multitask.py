@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
                             recipe.seed)
     loaders = mt.make_loaders(splits, recipe.image_size, recipe.batch_size, recipe.augment, recipe.seed,
                               num_workers=args.workers)
-    model = mt.build_model(recipe, labels)
+    model = mt.build_model(recipe, labels, splits["train"])
     run_dir = config.new_run_dir("bench_utkface_multitask")
     start = time.perf_counter()
     history = engine.fit(model, loaders["train"], loaders["val"], recipe.train_config(), run_dir,

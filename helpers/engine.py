@@ -106,7 +106,9 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # native bf16 needs Ampere or newer (compute capability 8); is_bf16_supported() also counts the slow
+        # emulation on a T4 or V100, which must get fp16 + GradScaler instead
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 

@@ -96,19 +96,26 @@ def _check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 class ArcFaceModel(nn.Module):
-    """An embedding model plus ArcFace's class centres, trained by ``engine.fit(..., loss_fn=model.loss)``.
+    """A backbone, an embedding head and ArcFace's class centres, trained by
+    ``engine.fit(model, ..., loss_fn=model.loss)``.
 
     ``forward`` returns ``cos(theta)`` to every class centre (B, num_classes), so the engine's accuracy is
-    the nearest-centre accuracy and the centres are saved in the model's checkpoint; ``model.embedder``
-    alone gives the embeddings for verification.
+    the nearest-centre accuracy and the centres are saved in the model's checkpoint. ``model.embedder``
+    (backbone then head, sharing their weights) gives the embeddings for verification. Parameter names
+    start with ``backbone.``, ``head.`` and ``arcface.``, as in ``backbones.FaceClassifier``, so the same
+    ``param_groups`` prefixes work for both.
     """
 
-    def __init__(self, embedder: nn.Module, arcface: ArcFace):
+    def __init__(self, backbone: nn.Module, head: nn.Module, arcface: ArcFace):
         super().__init__()
-        self.embedder, self.arcface = embedder, arcface
+        self.backbone, self.head, self.arcface = backbone, head, arcface
+
+    @property
+    def embedder(self) -> nn.Sequential:
+        return nn.Sequential(self.backbone, self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.arcface.cosine(self.embedder(x))
+        return self.arcface.cosine(self.head(self.backbone(x)))
 
     def loss(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """ArcFace loss on this model's outputs (a method, so the engine does not register the centres twice)."""

@@ -221,10 +221,14 @@ def split_table(data: MultiTaskData) -> pd.DataFrame:
     return table
 
 
-def build_model(recipe: MultiTaskRecipe, labels: LabelSpace) -> models.MultiTaskModel:
-    """The recipe's backbone with gender, race (``labels.num_races``) and age heads."""
-    return models.create(recipe.backbone, labels.num_races, recipe.age_mode, recipe.pretrained,
-                         hidden=recipe.hidden, dropout=recipe.dropout, age_range=AGE_RANGE)
+def build_model(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame) -> models.MultiTaskModel:
+    """The recipe's backbone with gender, race (``labels.num_races``) and age heads, the age head starting at
+    the ``train`` split's median age (regression) or age-bin frequencies (classification)."""
+    model = models.create(recipe.backbone, labels.num_races, recipe.age_mode, recipe.pretrained,
+                          hidden=recipe.hidden, dropout=recipe.dropout, age_range=AGE_RANGE)
+    frequencies = np.bincount(train["age"], minlength=len(AGE_BINS)) / max(len(train), 1)
+    model.init_age_bias(train["age_years"].median() if recipe.age_mode == "regression" else frequencies)
+    return model
 
 
 def build_loss(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame) -> MultiTaskLoss:

@@ -228,6 +228,37 @@ def write_cs405(image_names: Sequence[str], identity_labels: Sequence[str], out_
     return _write(df, CS405, out_dir)
 
 
+CLASSIFICATION_SLUGS = {"cs405": constants.CS405_SLUG, "hw2p2": constants.HW2P2_CLS}
+
+
+def test_frame(faceset) -> pd.DataFrame:
+    """A classification ``FaceSet``'s test split in submission order (``sample_submission.csv``'s when there
+    is one, else the sorted file names the reader gives)."""
+    test = faceset["test"]
+    sample = faceset.files.get("sample_submission")
+    if sample is None:
+        return test
+    order = read_sample(sample).iloc[:, 0]
+    missing = set(order) - set(test["id"])
+    if missing:
+        raise SubmissionError(f"{sample} lists {len(missing)} image(s) missing from the test folder: "
+                              f"{_preview(sorted(missing))}")
+    return test.set_index("id").loc[order].reset_index()
+
+
+def write_classification(faceset, ids: Sequence[str], predicted: Sequence[int], out_dir: str | Path) -> Path:
+    """The Kaggle CSV of a classification ``FaceSet`` (``cs405`` or ``hw2p2``) from predicted class indices:
+    identity names for CS 405 (in sample-submission order), ImageFolder indices for HW2P2."""
+    predicted = [int(i) for i in _as_list(predicted)]
+    if faceset.name == "cs405":
+        return write_cs405(ids, [faceset.classes[i] for i in predicted], out_dir, vocabulary=faceset.classes,
+                           sample=faceset.files.get("sample_submission"))
+    if faceset.name == "hw2p2":
+        return write_hw2p2_classification(ids, predicted, out_dir, num_classes=len(faceset.classes),
+                                          expected_ids=faceset["test"]["id"].tolist())
+    raise ValueError(f"No classification leaderboard for {faceset.name!r}; known: {sorted(CLASSIFICATION_SLUGS)}.")
+
+
 def submit_command(csv_path: str | Path, slug: str, message: str) -> str:
     """The shell command that submits ``csv_path`` to the competition ``slug``."""
     return shlex.join(["kaggle", "competitions", "submit", slug, "-f", str(csv_path), "-m", message])

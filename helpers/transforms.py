@@ -173,15 +173,15 @@ def step_previews(
 
 
 class MixCollate:
-    """A picklable ``collate_fn`` applying MixUp or CutMix (one, at random, per batch); labels become soft."""
+    """A picklable ``collate_fn`` applying MixUp or CutMix (one, at random, per batch; an alpha of 0 leaves
+    that one out); labels become soft."""
 
     def __init__(self, num_classes: int, mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0):
-        self.mix = v2.RandomChoice(
-            [
-                v2.MixUp(alpha=mixup_alpha, num_classes=num_classes),
-                v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes),
-            ]
-        )
+        mixers = [mix(alpha=alpha, num_classes=num_classes)
+                  for mix, alpha in ((v2.MixUp, mixup_alpha), (v2.CutMix, cutmix_alpha)) if alpha > 0]
+        if not mixers:
+            raise ValueError("MixUp/CutMix need mixup_alpha > 0 or cutmix_alpha > 0.")
+        self.mix = v2.RandomChoice(mixers)
 
     def __call__(self, batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = default_collate(batch)

@@ -87,6 +87,12 @@ class EmbeddingStore:
             raise KeyError(f"{err.args[0]} was not embedded; include it in the paths given to embed_store.") from None
 
 
+def image_paths(*frames: pd.DataFrame) -> list[str]:
+    """The distinct image paths named by reader frames (columns ``path``, or ``path1``/``path2`` of pairs)."""
+    columns = [frame[c] for frame in frames for c in ("path", "path1", "path2") if c in frame]
+    return list(pd.unique(pd.concat(columns, ignore_index=True).astype(str))) if columns else []
+
+
 def embed_store(model: nn.Module, paths: Iterable[str], transform, batch_size: int = 64, flip_tta: bool = True,
                 amp: str = "auto", normalize: bool = False, progress: bool = True) -> EmbeddingStore:
     """Embed every distinct path once. Raw vectors by default (``normalize=False``), so that Euclidean scores

@@ -5,8 +5,8 @@ import pytest
 import timm
 import torch
 import torchvision
-from PIL import Image
 from facenet_pytorch import InceptionResnetV1
+from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import engine, transforms
@@ -86,7 +86,7 @@ def test_freeze_mobilenetv2_last_10_counts():
     model = backbones.create_model("mobilenetv2_100", num_classes=7000, dropout=0.5)
     head = 1280 * 7000 + 7000
     last10 = (960 * 160 + bn(160)  # blocks.5.2: project conv + bn
-              + 160 * 960 + bn(960) + 960 * 9 + bn(960) + 960 * 320 + bn(320)  # blocks.6.0 expand, dw, project
+              + 160 * 960 + bn(960) + 960 * 9 + bn(960) + 960 * 320 + bn(320)  # blocks.6.0: pw, dw, pwl
               + 320 * 1280 + bn(1280))  # conv_head + bn2
     assert backbones.freeze(model, ("last", 10))["trainable"] == head + last10 == _trainable(model)
     tv = backbones.create_model("torchvision/mobilenet_v2", num_classes=7000)
@@ -100,7 +100,7 @@ def test_freeze_inception_resnet_v1_seed_policy_counts():
     conv_1x3 = 192 * 192 * 3
     up = 384 * 1792 + 1792  # Block8.conv2d: 1x1, 384 -> 1792, with bias
     last15 = (bn(512) + 1792 * 512  # last_bn, last_linear (no bias)
-              + up + 2 * (conv_1x3 + bn(192)) + 2 * branch  # block8: conv2d, branch1.2, branch1.1, branch1.0, branch0
+              + up + 2 * (conv_1x3 + bn(192)) + 2 * branch  # block8: conv2d, branch1.2/1.1/1.0, branch0
               + up + (conv_1x3 + bn(192)) + bn(192))  # repeat_3.4: conv2d, branch1.2 conv+bn, branch1.1.bn
     assert backbones.freeze(model, ("last", 15))["trainable"] == head + last15 == _trainable(model)
     assert backbones.freeze(model, "head")["trainable"] == head
@@ -154,7 +154,7 @@ def test_fit_stages_freezes_then_unfreezes(tmp_path):
     assert history["epoch"].tolist() == [1, 2, 3] and history["stage"].tolist() == [1, 2, 2]
     assert history["lr"].tolist() == [1e-2, 1e-3, 1e-3]
     state = model.state_dict()
-    changed = {k for k in snapshot if snapshot[k].is_floating_point() and not torch.equal(snapshot[k], state[k])}
+    changed = {k for k, v in snapshot.items() if v.is_floating_point() and not torch.equal(v, state[k])}
     assert "head.fc.weight" in changed and "backbone.layer4.1.conv2.weight" in changed
     assert "backbone.conv1.weight" not in changed and "backbone.layer4.1.conv1.weight" not in changed
     assert (tmp_path / "stage_1" / "last.pt").is_file() and (tmp_path / "stage_2" / "history.csv").is_file()

@@ -266,3 +266,12 @@ def test_early_stopping_and_amp_resolution(tmp_path):
     assert engine.resolve_amp("bf16", cpu) is torch.bfloat16
     history = engine.fit(mlp(), train, val, quick(epochs=1, amp="bf16"), tmp_path / "bf16")
     assert history.val_acc.iloc[-1] > 0.5
+
+
+def test_auto_amp_picks_fp16_on_pre_ampere_gpus(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
+    assert engine.resolve_amp("auto", cuda) == torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
+    assert engine.resolve_amp("auto", cuda) == torch.bfloat16
+    assert engine.resolve_amp("auto", torch.device("cpu")) is None

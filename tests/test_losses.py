@@ -143,8 +143,8 @@ def test_arcface_model_learns_through_engine_fit(tmp_path):
     split = torch.randperm(len(y))
     train = torch.utils.data.TensorDataset(x[split[:256]], y[split[:256]])
     val = torch.utils.data.TensorDataset(x[split[256:]], y[split[256:]])
-    embedder = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), heads.EmbeddingHead(32, dim=12))
-    model = losses.ArcFaceModel(embedder, losses.ArcFace(12, 8, s=16.0, m=0.3))
+    backbone = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+    model = losses.ArcFaceModel(backbone, heads.EmbeddingHead(32, dim=12), losses.ArcFace(12, 8, s=16.0, m=0.3))
     cfg = engine.TrainConfig(epochs=8, lr=1e-2, weight_decay=0.0, amp="off", channels_last=False,
                              progress=False, device="cpu")
     history = engine.fit(model, torch.utils.data.DataLoader(train, batch_size=32, shuffle=True),
@@ -152,4 +152,6 @@ def test_arcface_model_learns_through_engine_fit(tmp_path):
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert history["val_acc"].iloc[-1] >= 0.8  # nearest-centre accuracy; chance is 1/8
     state = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
-    assert "arcface.weight" in state
+    assert {"arcface.weight", "head.fc.weight", "backbone.0.weight"} <= set(state)
+    embeddings = model.embedder.eval()(x[split[256:]])
+    torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(len(embeddings)))

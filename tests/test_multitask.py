@@ -194,7 +194,7 @@ def test_every_head_beats_chance_on_the_demo_twin(tmp_path):
     loaders = mt.make_loaders(data.splits, recipe.image_size, recipe.batch_size, augment=False)
     batch = next(iter(loaders["train"]))
     assert set(batch[1]) == set(mt.TARGETS) and batch[1]["age_years"].dtype == torch.float32
-    model = mt.build_model(recipe, data.labels)
+    model = mt.build_model(recipe, data.labels, data.splits["train"])
     loss = mt.build_loss(recipe, data.labels, data.splits["train"])
     cfg = recipe.train_config(progress=False)
     history = engine.fit(model, loaders["train"], loaders["val"], cfg, config.new_run_dir("mt", tmp_path),

@@ -10,6 +10,9 @@ NOTEBOOKS = sorted((config.REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # notebook -> {registry metric: minimum on the demo twin}; chance levels in the comments.
 EXPECTED = {
     "03_convnext_from_scratch": {"dev_acc": 5 / 24},  # 24 identities: chance 1/24
+    "04_resnet50": {"val_acc": 3 / 24},
+    "05_mobilenetv2": {"val_acc": 3 / 24},
+    "06_inception_resnet_v1": {"val_acc": 3 / 24},
 }
 
 

@@ -191,3 +191,24 @@ def test_maybe_submit_enabled_calls_kaggle_io(tmp_path, monkeypatch):
 def test_maybe_submit_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         submission.maybe_submit(tmp_path / "nope.csv", "some-comp", "msg", enabled=False)
+
+
+def test_write_classification_follows_each_layout(tmp_path):
+    from helpers import demo
+    from helpers.datasets import cs405, hw2p2
+
+    root = tmp_path / "data"
+    cs = cs405.read(demo.make_cs405(root / "cs405"))
+    test = submission.test_frame(cs)
+    sample = submission.read_sample(cs.files["sample_submission"])
+    assert test["id"].tolist() == sample["image_name"].tolist()
+    path = submission.write_classification(cs, test["id"], [0] * len(test), tmp_path / "out")
+    written = pd.read_csv(path)
+    assert written.columns.tolist() == ["image_name", "label"] and set(written.label) == {cs.classes[0]}
+
+    hw = hw2p2.read_classification(demo.make_hw2p2(root / "hw2p2"))
+    ids = submission.test_frame(hw)["id"]
+    path = submission.write_classification(hw, ids, [1] * len(ids), tmp_path / "out")
+    assert pd.read_csv(path).columns.tolist() == ["id", "label"]
+    with pytest.raises(submission.SubmissionError, match="order"):
+        submission.write_classification(hw, ids[::-1].tolist(), [1] * len(ids), tmp_path / "out")

@@ -104,3 +104,11 @@ def test_step_previews_cover_each_augmentation():
     assert "RandAugment" in previews and "RandomErasing" in previews and "Normalize" not in previews
     for views in previews.values():
         assert len(views) == 2 and all(v.shape == (3, 48, 48) and 0 <= v.min() and v.max() <= 1 for v in views)
+
+
+def test_mixup_only_when_cutmix_alpha_is_zero():
+    collate = transforms.mixup_cutmix(3, mixup_alpha=0.4, cutmix_alpha=0.0)
+    images, soft = collate([(torch.rand(3, 8, 8), i % 3) for i in range(4)])
+    assert soft.shape == (4, 3) and torch.allclose(soft.sum(1), torch.ones(4))
+    with pytest.raises(ValueError, match="alpha"):
+        transforms.mixup_cutmix(3, 0.0, 0.0)

@@ -15,8 +15,8 @@ Offline without them, :class:`WeightsUnavailableError` names the exact file and 
 Freezing works on *layers*: a layer is a module that owns parameters directly (a conv, linear or norm layer;
 also a block's layer scale or a ViT's position embedding), taken in registration order (``named_modules``).
 A BatchNorm is a layer of its own, as in Keras. ``("last", N)`` trains the backbone's last N layers and the
-head; ``"head"`` trains the head only; ``"full"`` trains everything. Frozen BatchNorm layers keep updating their
-running statistics in train mode (only gradients are switched off).
+head; ``"head"`` trains the head only; ``"full"`` trains everything. Frozen BatchNorm layers keep updating
+their running statistics in train mode (only gradients are switched off).
 """
 from __future__ import annotations
 
@@ -37,11 +37,10 @@ from helpers import engine, transforms
 from helpers.models import convnext
 from helpers.models.heads import LinearHead, MLPHead
 
-FACENET_URLS = {  # facenet-pytorch's release files (InceptionResnetV1, logits for 8631 / 10575 identities)
-    "vggface2": ("https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-                 "20180402-114759-vggface2.pt", 8631),
-    "casia-webface": ("https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-                      "20180408-102900-casia-webface.pt", 10575),
+FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+FACENET_URLS = {  # facenet-pytorch's release files: InceptionResnetV1 with logits for 8631 / 10575 identities
+    "vggface2": (FACENET_RELEASE + "20180402-114759-vggface2.pt", 8631),
+    "casia-webface": (FACENET_RELEASE + "20180408-102900-casia-webface.pt", 10575),
 }
 TORCHVISION_HEADS = {"resnet50": "fc", "mobilenet_v2": "classifier"}  # the classifier replaced by Identity
 CNN_MIN_SIZE = 32  # one pixel left after a stride-32 network
@@ -82,7 +81,8 @@ def _recipe_for(mean: Sequence[float]) -> str:
     return "facenet" if all(math.isclose(m, 0.5) for m in mean) else "imagenet"
 
 
-def _offline_error(what: str, file: Path | str, url: str, destination: str, err: Exception) -> WeightsUnavailableError:
+def _offline_error(what: str, file: Path | str, url: str, destination: str,
+                   err: Exception) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"Pretrained weights for {what} are not available offline ({type(err).__name__}: {err}).\n"
         f"Download {url}\non a machine with internet and put the file at\n    {destination}\n"
@@ -93,7 +93,8 @@ def _offline_error(what: str, file: Path | str, url: str, destination: str, err:
 def _require_file(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"weights_file {path} does not exist; give the path of a downloaded checkpoint.")
+        raise FileNotFoundError(f"weights_file {path} does not exist; give the path of a downloaded "
+                                "checkpoint.")
     return path
 
 
@@ -115,7 +116,7 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _timm(name: str, pretrained: bool, weights_file, **kwargs) -> tuple[nn.Module, ModelInfo]:
-    overlay = dict(file=str(_require_file(weights_file))) if weights_file else None
+    overlay = {"file": str(_require_file(weights_file))} if weights_file else None
     try:
         model = timm.create_model(name, pretrained=pretrained or overlay is not None, num_classes=0,
                                   pretrained_cfg_overlay=overlay, **kwargs)
@@ -230,8 +231,9 @@ class FaceClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def create_model(name: str, num_classes: int, pretrained: bool = False, weights_file: str | Path | None = None,
-                 head: str | Sequence[int] = "linear", dropout: float = 0.0, **kwargs) -> FaceClassifier:
+def create_model(name: str, num_classes: int, pretrained: bool = False,
+                 weights_file: str | Path | None = None, head: str | Sequence[int] = "linear",
+                 dropout: float = 0.0, **kwargs) -> FaceClassifier:
     """:func:`create_backbone` plus a head: ``"linear"`` (dropout -> Linear) or a list of hidden sizes for an
     MLP (e.g. ``[1024, 512]``: Linear -> LeakyReLU -> Dropout per hidden layer, then the classifier)."""
     backbone, info = create_backbone(name, pretrained, weights_file, **kwargs)
@@ -248,7 +250,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, weights_
 
 def layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
     """The layers of ``module``: modules owning parameters directly, in registration order."""
-    return [(name, m) for name, m in module.named_modules() if next(m.parameters(recurse=False), None) is not None]
+    return [(name, m) for name, m in module.named_modules()
+            if next(m.parameters(recurse=False), None) is not None]
 
 
 def _count(params: Iterable[nn.Parameter]) -> int:
@@ -301,13 +304,15 @@ def fit_stages(model: FaceClassifier, train_loader, val_loader, cfg: engine.Trai
                stages: Sequence[Stage], loss_fn=None) -> pd.DataFrame:
     """Train in stages, e.g. the head alone for 3 epochs, then the last 15 layers too ("frozen for the first k
     epochs, then unfrozen"). Each stage freezes ``model`` by its policy and runs :func:`engine.fit` in
-    ``run_dir/stage_<i>`` with a fresh optimizer and schedule over the parameters then trainable, starting from
-    the previous stage's final weights. Returns the joined history (epochs numbered on, plus ``stage``)."""
+    ``run_dir/stage_<i>`` with a fresh optimizer and schedule over the parameters then trainable, starting
+    from the previous stage's final weights. Returns the joined history (epochs numbered on, plus a ``stage``
+    column)."""
     histories, done = [], 0
     for i, stage in enumerate(stages, 1):
         freeze(model, stage.policy)
         stage_cfg = replace(cfg, epochs=stage.epochs, lr=stage.lr or cfg.lr, seed=cfg.seed + done)
-        history = engine.fit(model, train_loader, val_loader, stage_cfg, Path(run_dir) / f"stage_{i}", loss_fn)
+        history = engine.fit(model, train_loader, val_loader, stage_cfg, Path(run_dir) / f"stage_{i}",
+                             loss_fn)
         histories.append(history.assign(epoch=history["epoch"] + done, stage=i))
         done += len(history)
     return pd.concat(histories, ignore_index=True)

@@ -8,7 +8,7 @@ from torch import nn
 
 
 class LinearHead(nn.Module):
-    """Dropout -> Linear: the usual transfer-learning head (the seeds' "dropout 0.5" before the softmax layer)."""
+    """Dropout -> Linear: the usual transfer-learning head (the seed's "dropout 0.5" before the softmax)."""
 
     def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0):
         super().__init__()

@@ -75,6 +75,17 @@ class MultiTaskModel(nn.Module):
                                     "age": LinearHead(hidden, age_outputs)})
         self.register_buffer("age_range", torch.tensor(age_range, dtype=torch.float32), persistent=False)
 
+    @torch.no_grad()
+    def init_age_bias(self, prior: float | Sequence[float]) -> None:
+        """Start the age head at the training data instead of at 0 years: ``prior`` is the median age in years
+        (regression) or the frequency of each age bin (classification, bias = log frequency)."""
+        bias = self.heads["age"].fc.bias
+        if self.age_mode == "regression":
+            low, high = self.age_range.tolist()
+            bias.fill_((float(prior) - low) / (high - low))
+        else:
+            bias.copy_(torch.as_tensor(prior, dtype=bias.dtype).clamp_min(1e-3).log())
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.shared(self.backbone(x))
         out = {task: head(features) for task, head in self.heads.items()}

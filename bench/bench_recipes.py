@@ -1,0 +1,80 @@
+"""Full-profile training throughput and peak GPU memory of each notebook's recipe at its own image size and
+batch (random weights, synthetic in-memory batches, so the figure is the model + engine, not the JPEG decoder).
+
+    python bench/bench_recipes.py            # on a GPU; prints a Markdown table
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import config, engine, recipes  # noqa: E402
+from helpers.models import backbones  # noqa: E402
+
+T4_GIB = 15.0  # usable memory of a 16 GB T4 (Colab / Kaggle)
+
+
+def transfer(recipe: recipes.TransferRecipe, num_classes: int):
+    """The model under the recipe's final freezing policy (the stage that costs the most)."""
+    recipe = replace(recipe, pretrained=False)
+    model = recipe.build_model(num_classes)
+    backbones.freeze(model, recipe.freeze)
+    return recipe, model
+
+
+def entries(num_classes: int) -> dict:
+    convnext = recipes.ConvNeXtRecipe()
+    return {
+        "03 ConvNeXt-T (scratch)": lambda: (convnext, convnext.build_model(num_classes)),
+        "04 ResNet-50 (seed)": lambda: transfer(recipes.ResNet50Recipe(), num_classes),
+        "04 ResNet-50 (improved)": lambda: transfer(recipes.ResNet50Recipe.improved(), num_classes),
+        "05 MobileNetV2 (last 10 layers)": lambda: transfer(recipes.MobileNetV2Recipe(), num_classes),
+        "06 InceptionResnetV1 (last 15 layers)": lambda: transfer(recipes.InceptionResnetV1Recipe(), num_classes),
+    }
+
+
+def measure(recipe, model, num_classes: int, steps: int) -> dict:
+    n = recipe.batch_size * steps
+    x = torch.randn(n, 3, recipe.image_size, recipe.image_size)
+    y = torch.randint(0, num_classes, (n,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=recipe.batch_size, pin_memory=True)
+    cfg = recipe.train_config(epochs=2, progress=False, early_stopping=None)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory() as tmp:
+        history = engine.fit(model, loader, None, cfg, Path(tmp) / "run")
+    return {"image_size": recipe.image_size, "batch": recipe.batch_size,
+            "img_s": float(history.train_images_per_s.iloc[-1]),
+            "alloc_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "reserved_gib": torch.cuda.max_memory_reserved() / 2**30}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--classes", type=int, default=7000)
+    args = parser.parse_args()
+    if config.device().type != "cuda":
+        sys.exit("bench_recipes measures GPU throughput and memory; run it on a CUDA machine.")
+    print(f"{torch.cuda.get_device_name()}, {args.classes} classes, engine defaults (bf16 autocast, "
+          "channels_last), recipe batch and image size\n")
+    print("| notebook recipe | image px | batch | train img/s | peak alloc GiB | peak reserved GiB | fits a T4 |")
+    print("|---|---|---|---|---|---|---|")
+    for name, build in entries(args.classes).items():
+        recipe, model = build()
+        r = measure(recipe, model, args.classes, args.steps)
+        fits = "yes" if r["reserved_gib"] < T4_GIB else "no"
+        print(f"| {name} | {r['image_size']} | {r['batch']} | {r['img_s']:.0f} | {r['alloc_gib']:.1f} | "
+              f"{r['reserved_gib']:.1f} | {fits} |", flush=True)
+        del model
+
+
+if __name__ == "__main__":
+    main()
