@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import config, engine  # noqa: E402
+from helpers import config, engine
 
 MODELS = ("convnext_tiny", "resnet50", "mobilenetv2_100")
 REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))

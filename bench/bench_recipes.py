@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import config, engine, recipes  # noqa: E402
-from helpers.models import backbones  # noqa: E402
+from helpers import config, engine, recipes
+from helpers.models import backbones
 
 T4_GIB = 15.0  # usable memory of a 16 GB T4 (Colab / Kaggle)
 

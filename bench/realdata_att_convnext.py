@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import config, data, engine, metrics  # noqa: E402
-from helpers.datasets import class_folders, holdout_split  # noqa: E402
-from helpers.recipes import ConvNeXtRecipe  # noqa: E402
+from helpers import config, data, engine, metrics
+from helpers.datasets import class_folders, holdout_split
+from helpers.recipes import ConvNeXtRecipe
 
 REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 

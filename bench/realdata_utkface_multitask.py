@@ -79,14 +79,14 @@ def main(argv: list[str] | None = None) -> dict:
     engine.load_checkpoint(run_dir / "best.pt", model)
     pred = mt.predictions(model, loaders["test"], recipe.age_mode)
     scores = mt.task_metrics(pred)
-    reference = mt.chance(splits["train"], splits["test"])
-    report = {"scores": scores, "no_image_reference": reference,
+    reference = {"chance": mt.chance(splits["test"], labels), "no image": mt.no_image(splits["train"], splits["test"])}
+    report = {"scores": scores, "references": reference,
               "fairness": mt.fairness_summary(pred, labels).astype(str).to_dict("index"),
               "settings": {**asdict(recipe), "workers": args.workers, "threads": torch.get_num_threads(),
                            "device": str(config.device()), **{k: len(v) for k, v in splits.items()}},
               "timing": {"train_s": round(train_s, 1), "epochs": len(history),
                          "best_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"])}}
-    print(pd.DataFrame({"test": scores, "no image": reference}).round(3).to_string())
+    print(pd.DataFrame({"test": scores, **reference}).round(3).to_string())
     print(mt.fairness_summary(pred, labels).to_string())
     print(json.dumps(report["settings"], default=str))
     print(json.dumps(report["timing"]))

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
-
 from torch.utils.data import DataLoader
 
 from helpers import config, datasets, demo, kaggle_io, transforms

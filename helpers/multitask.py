@@ -192,14 +192,16 @@ def make_loaders(splits: Mapping[str, pd.DataFrame], image_size: int, batch_size
     """A loader per split yielding ``(images, {gender, race, age, age_years})``; ``train`` shuffled and
     augmented (``transforms.build(recipe)``; ``augment=False``: the eval transform), its last partial batch
     dropped for BatchNorm; the other splits in order, with the eval transform."""
-    loaders = {}
-    for name, frame in splits.items():
-        train = name == "train"
-        transform = transforms.build(recipe, image_size, train=train and augment)
-        dataset = FaceDataset(frame, transform, target=TARGETS)
-        loaders[name] = make_loader(dataset, batch_size, shuffle=train, num_workers=num_workers,
-                                    drop_last=train and len(dataset) > batch_size, seed=seed)
-    return loaders
+    return {name: _loader(frame, image_size, batch_size, recipe, seed, num_workers, fit=name == "train",
+                          augment=augment) for name, frame in splits.items()}
+
+
+def _loader(frame: pd.DataFrame, image_size: int, batch_size: int, recipe: str, seed: int,
+            num_workers: int | None, fit: bool, augment: bool = True) -> DataLoader:
+    """A loader for training (``fit``: shuffled, partial batch dropped) or for evaluation (in order, all)."""
+    dataset = FaceDataset(frame, transforms.build(recipe, image_size, train=fit and augment), target=TARGETS)
+    return make_loader(dataset, batch_size, shuffle=fit, num_workers=num_workers, seed=seed,
+                       drop_last=fit and len(dataset) > batch_size)
 
 
 def probe_loaders(splits: Mapping[str, pd.DataFrame], image_size: int, batch_size: int,
@@ -208,7 +210,8 @@ def probe_loaders(splits: Mapping[str, pd.DataFrame], image_size: int, batch_siz
     (stratified by race x gender, eval transform) to show over-fitting without a pass over all of train."""
     train, val = splits["train"], splits["val"]
     sample = subset(train, min(1.0, len(val) / max(len(train), 1)), seed)
-    return make_loaders({"train": sample, "val": val}, image_size, batch_size, recipe, seed, augment=False)
+    return {name: _loader(frame, image_size, batch_size, recipe, seed, None, fit=False)
+            for name, frame in {"train": sample, "val": val}.items()}
 
 
 def split_table(data: MultiTaskData) -> pd.DataFrame:
@@ -238,14 +241,26 @@ def build_loss(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame)
     return MultiTaskLoss(task_weights, weights, recipe.age_mode, AGE_RANGE)
 
 
-def chance(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
-    """What a model without the image scores on ``test``: the training split's majority gender, race and age
-    bin, and its median age (for MAE), the reference every head has to beat."""
+def chance(test: pd.DataFrame, labels: LabelSpace) -> dict[str, float]:
+    """Expected scores on ``test`` of guessing uniformly at random: 1/classes for gender, race and age bin, the
+    share of bins within one of the true bin, and the mean distance in years to a random bin's midpoint."""
+    bins, midpoints = test["age"].to_numpy(), np.asarray(AGE_MIDPOINTS)
+    near = np.minimum(bins + 1, len(AGE_BINS) - 1) - np.maximum(bins - 1, 0) + 1
+    return {"gender_acc": 1 / len(labels.genders), "race_acc": 1 / labels.num_races, "age_acc": 1 / len(AGE_BINS),
+            "age_one_off": float(np.mean(near / len(AGE_BINS))),
+            "age_mae": float(np.abs(test["age_years"].to_numpy()[:, None] - midpoints).mean())}
+
+
+def no_image(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    """Scores on ``test`` of a model that ignores the image: the training split's majority gender, race and
+    age bin, and its median age (MAE, RMSE): a stronger reference than chance."""
     def majority(column: str) -> float:
         return float((test[column] == train[column].mode().iloc[0]).mean())
-    median = float(train["age_years"].median())
+    median = np.full(len(test), float(train["age_years"].median()))
+    mode_bin = np.full(len(test), train["age"].mode().iloc[0])
     return {"gender_acc": majority("gender"), "race_acc": majority("race"), "age_acc": majority("age"),
-            "age_mae": metrics.mae(test["age_years"], np.full(len(test), median))}
+            "age_one_off": metrics.one_off_accuracy(test["age"], mode_bin),
+            "age_mae": metrics.mae(test["age_years"], median), "age_rmse": metrics.rmse(test["age_years"], median)}
 
 
 # ------------------------------------------------------------------------------------------- predictions
@@ -269,6 +284,9 @@ def predictions(model: nn.Module, loader: DataLoader, age_mode: str, progress: b
     """One row per image of an unshuffled ``make_loaders`` loader: ``path``, true ``gender, race, age,
     age_years`` and predicted ``pred_*``, plus ``p_female`` and ``race_conf`` (softmax probabilities)."""
     outputs, targets = engine.predict(model, loader, return_targets=True, progress=progress)
+    if len(targets["gender"]) != len(loader.dataset):
+        raise ValueError(f"predictions got {len(targets['gender'])} of {len(loader.dataset)} images; use an "
+                         "evaluation loader (make_loaders' val/test, or probe_loaders) that keeps every image.")
     pred = decode(outputs, age_mode)
     frame = pd.DataFrame({"path": loader.dataset.frame["path"].to_numpy(),
                           **{k: targets[k].numpy() for k in TARGETS}})
@@ -358,10 +376,10 @@ def fairness_summary(pred: pd.DataFrame, labels: LabelSpace, min_count: int = 1)
 
 
 def sample_titles(pred: pd.DataFrame, labels: LabelSpace) -> tuple[list[str], list[str]]:
-    """``(true, predicted)`` captions like ``Female · Black · 20-29 (24)`` for a prediction grid."""
+    """``(true, predicted)`` captions like ``F · Black · 20-29 (24)`` (gender initial, race, age bin, years)."""
     pred = named(pred, labels)
 
     def caption(prefix: str) -> list[str]:
         columns = [pred[f"{prefix}{key}"] for key in TARGETS]
-        return [f"{g} · {r} · {a} ({y:.0f})" for g, r, a, y in zip(*columns, strict=True)]
+        return [f"{g[0]} · {r} · {a} ({y:.0f})" for g, r, a, y in zip(*columns, strict=True)]
     return caption(""), caption("pred_")

@@ -82,7 +82,8 @@ def get_recipe(name: str) -> Recipe:
 
 
 def _finish(r: Recipe) -> list:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(r.mean, r.std)]
+    # geometric and colour steps run before this on the PIL image (several times faster than on tensors)
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(r.mean, r.std)]
 
 
 def _train_steps(r: Recipe, size: int) -> list:
@@ -125,7 +126,7 @@ def build(recipe: str, image_size: int | None = None, train: bool = True) -> v2.
     r = get_recipe(recipe)
     size = image_size or r.image_size
     steps = _train_steps(r, size) if train else _eval_steps(r, size)
-    return v2.Compose([v2.ToImage(), *steps])
+    return v2.Compose(steps)
 
 
 def denormalize(x: torch.Tensor, recipe: str) -> torch.Tensor:
@@ -166,7 +167,7 @@ def step_previews(
     size = image_size or r.image_size
     base = v2.Compose([v2.ToImage(), v2.Resize(size), v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True)])
     x = base(image)
-    steps = [t for t in _train_steps(r, size) if not isinstance(t, (v2.ToDtype, v2.Normalize))]
+    steps = [t for t in _train_steps(r, size) if not isinstance(t, (v2.ToImage, v2.ToDtype, v2.Normalize))]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return {type(t).__name__: [t(x).clamp(0, 1) for _ in range(n)] for t in steps}

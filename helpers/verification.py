@@ -125,20 +125,30 @@ def similarity(queries: torch.Tensor, gallery: torch.Tensor, metric: str = "cosi
     return -torch.cdist(queries, gallery)
 
 
+def _block_scores(queries: torch.Tensor, gallery: torch.Tensor, gallery_sq: torch.Tensor | None) -> torch.Tensor:
+    """One block of scores in a single (Q, G) buffer: cosine if ``gallery_sq`` is None (rows already unit),
+    else minus the Euclidean distance from ``|q|^2 + |g|^2 - 2 q.g``, computed in place."""
+    if gallery_sq is None:
+        return F.normalize(queries, dim=1) @ gallery.T
+    scores = (queries @ gallery.T).mul_(-2).add_(queries.square().sum(1, keepdim=True)).add_(gallery_sq)
+    return scores.clamp_(min=0).sqrt_().neg_()
+
+
 def top1(queries: torch.Tensor, gallery: torch.Tensor, metric: str = "cosine", chunk_bytes: int = CHUNK_BYTES,
          progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(index, score)`` of each query's best gallery row, computed ``chunk_bytes`` of scores at a time."""
+    """``(index, score)`` of each query's best gallery row, computed ``chunk_bytes`` of scores at a time
+    (peak memory about one block; bench/bench_similarity.py measures it)."""
     _check_metric(metric)
     queries, gallery = queries.float(), gallery.float()
-    if metric == "cosine":
-        gallery = F.normalize(gallery, dim=1)
+    gallery, gallery_sq = ((F.normalize(gallery, dim=1), None) if metric == "cosine"
+                           else (gallery, gallery.square().sum(1)))
     rows = max(1, chunk_bytes // (4 * max(len(gallery), 1)))
     index = torch.empty(len(queries), dtype=torch.long)
     score = torch.empty(len(queries))
-    for start in tqdm(range(0, len(queries), rows), desc="top-1", leave=False, disable=not progress):
-        chunk = queries[start:start + rows]
-        scores = F.normalize(chunk, dim=1) @ gallery.T if metric == "cosine" else -torch.cdist(chunk, gallery)
-        score[start:start + rows], index[start:start + rows] = scores.max(dim=1)
+    starts = range(0, len(queries), rows)
+    for start in tqdm(starts, desc="top-1", leave=False, disable=not progress or len(starts) < 2):
+        best = _block_scores(queries[start:start + rows], gallery, gallery_sq).max(dim=1)
+        score[start:start + rows], index[start:start + rows] = best.values, best.indices
     return index, score
 
 

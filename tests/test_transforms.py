@@ -54,7 +54,7 @@ def test_denormalize_inverts_eval_normalisation(name):
     size = 64
     resize = round(size / 0.875) if name == "imagenet" else size
     unit = v2.Compose(
-        [v2.ToImage(), v2.Resize(resize), v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True)]
+        [v2.Resize(resize), v2.CenterCrop(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     )
     restored = transforms.denormalize(transforms.build(name, size, train=False)(image), name)
     assert torch.allclose(restored, unit(image), atol=1e-5)
@@ -108,7 +108,7 @@ def test_step_previews_cover_each_augmentation():
 
 def test_mixup_only_when_cutmix_alpha_is_zero():
     collate = transforms.mixup_cutmix(3, mixup_alpha=0.4, cutmix_alpha=0.0)
-    images, soft = collate([(torch.rand(3, 8, 8), i % 3) for i in range(4)])
+    _, soft = collate([(torch.rand(3, 8, 8), i % 3) for i in range(4)])
     assert soft.shape == (4, 3) and torch.allclose(soft.sum(1), torch.ones(4))
     with pytest.raises(ValueError, match="alpha"):
         transforms.mixup_cutmix(3, 0.0, 0.0)

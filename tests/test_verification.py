@@ -144,3 +144,82 @@ def test_score_pairs_embeds_each_file_once(tmp_path):
     assert sum(calls) == 4  # four distinct files
     with pytest.raises(ValueError, match="path1, path2"):
         verification.score_pairs(backbone, pairs.rename(columns={"path1": "a"}), None)
+
+
+def test_embedding_head_on_factory_backbones():
+    backbones = pytest.importorskip("helpers.models.backbones")
+    for name in ("scratch/convnext_atto", "resnet18"):
+        backbone, _ = backbones.create_backbone(name, pretrained=False)
+        model = nn.Sequential(backbone, heads.EmbeddingHead(backbone.num_features)).eval()
+        out = model(torch.randn(2, 3, 32, 32))
+        assert out.shape == (2, 512)
+        torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+
+
+def planted_frames(tmp_path):
+    """Reader-like frames (known, unknown_dev, pairs) over fake paths, with a store of planted embeddings."""
+    gallery_emb, gallery_ids, queries, truth = planted_world()
+    known = pd.DataFrame({"path": [str(tmp_path / f"k{i}.jpg") for i in range(len(gallery_ids))],
+                          "identity": gallery_ids})
+    dev = pd.DataFrame({"path": [str(tmp_path / f"q{i}.jpg") for i in range(len(truth))], "identity": truth})
+    store = verification.EmbeddingStore([*known.path, *dev.path], torch.cat([gallery_emb, queries]))
+    same = dev.identity != HW2P2_NO_MATCH
+    pairs = pd.DataFrame({"path1": dev.path, "path2": [known.path[known.identity == who].iloc[0] if ok else
+                                                       known.path.iloc[i % len(known)]
+                                                       for i, (who, ok) in enumerate(zip(dev.identity, same))],
+                          "match": same.astype(int)})
+    return store, known, dev, pairs
+
+
+def test_store_report_and_comparison(tmp_path):
+    store, known, dev, pairs = planted_frames(tmp_path)
+    assert verification.image_paths(known, pairs) == [*known.path, *dev.path]
+    torch.testing.assert_close(store[[dev.path[3], known.path[0]]], store.embeddings[[60 + 3, 0]])
+    with pytest.raises(KeyError, match="was not embedded"):
+        store[["elsewhere.jpg"]]
+    summary, curve = verification.open_set_report(store, known, dev)
+    assert summary["open_set_acc"] >= 0.95 and summary["open_set_acc_cv"] >= 0.9 and summary["rank1_known"] == 1.0
+    assert summary["no_match_share"] == pytest.approx(np.mean(dev.identity == HW2P2_NO_MATCH))
+    assert curve["accuracy"].max() == summary["open_set_acc"]
+    mapped = verification.map_queries(store, known, dev, summary["threshold"])
+    assert np.mean(mapped["identity"] == dev["identity"]) == pytest.approx(summary["open_set_acc"])
+    table = verification.compare({"planted": store}, known, dev, pairs)
+    assert list(table.index) == [("planted", "cosine"), ("planted", "euclidean")]
+    assert (table["pairs_auc"] > 0.95).all() and (table["open_set_acc"] >= 0.95).all()
+
+
+def test_cross_validated_accuracy_is_not_flattered():
+    in_sample, held_out = [], []
+    for seed in range(20):  # scores that carry no information: the honest accuracy is 50%
+        rng = np.random.default_rng(seed)
+        truth = rng.permutation(np.repeat(["a", HW2P2_NO_MATCH], 30))
+        nearest, scores = np.full(60, "a"), rng.random(60)
+        in_sample.append(verification.choose_threshold(nearest, scores, truth)[1])
+        held_out.append(verification.cross_validated_accuracy(nearest, scores, truth))
+    assert np.mean(in_sample) > np.mean(held_out) + 0.03
+    assert np.mean(held_out) == pytest.approx(0.5, abs=0.05)
+
+
+def test_arcface_recipe_fine_tunes_notebook_03_checkpoint(tmp_path, monkeypatch):
+    from helpers import results
+    from helpers.recipes import ArcFaceRecipe
+
+    monkeypatch.setenv("FACES_RUNS", str(tmp_path))
+    monkeypatch.setenv("FACES_PROFILE", "demo")
+    recipe = ArcFaceRecipe().for_profile()
+    assert recipe.init_from is None and recipe.init_run() is None  # the demo trains from scratch
+    recipe = ArcFaceRecipe(backbone="scratch/convnext_atto")
+    assert recipe.init_run() is None  # nothing recorded yet
+    trained = convnext.create("convnext_atto", num_classes=5)
+    run_dir = tmp_path / "03" / "run"
+    run_dir.mkdir(parents=True)
+    torch.save({"model": trained.state_dict(), "ema": None}, run_dir / "best.pt")
+    results.record("03_convnext_from_scratch", "convnext_atto", {"dev_acc": 0.5},
+                   settings={"model": "convnext_atto", "norm": "layernorm"}, run_dir=run_dir)
+    init = recipe.init_run()
+    assert init["checkpoint"] == run_dir / "best.pt" and init["model"] == "convnext_atto"
+    softmax, arcface = recipe.build_models(7, init)
+    for model in (softmax, arcface):
+        torch.testing.assert_close(model.backbone.stem[0].weight, trained.stem[0].weight)
+    assert recipe.train_config(init).param_groups == {"backbone.": 0.1}
+    assert recipe.train_config(None).param_groups == {}
