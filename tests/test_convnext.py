@@ -8,14 +8,7 @@ from helpers import config, engine
 from helpers.models import convnext
 from helpers.recipes import CONVNEXT_DEMO, ConvNeXtRecipe
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small inputs run faster on one thread, and far faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: nn.Module) -> int:

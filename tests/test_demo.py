@@ -173,15 +173,6 @@ def test_utkface_reader_counts_the_irregular_name(twin):
 
 
 # ------------------------------------------------------------------------------ a small CNN learns the twin
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads wait on each other (measured 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _load(paths, size: int = 32) -> torch.Tensor:
     arrays = [np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in paths]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255)
