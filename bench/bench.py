@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -29,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import config, engine
 
 MODELS = ("convnext_tiny", "resnet50", "mobilenetv2_100")
-REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 
 
 def sizes(device: torch.device) -> dict:
@@ -125,9 +123,9 @@ def pipeline(workers: list[int], batches: int, image_size: int) -> list[dict]:
     from helpers import demo, transforms
     from helpers.datasets import FaceDataset, hw2p2, utkface
 
-    if (REALDATA / "utkface_dev").is_dir():
-        frame, source = utkface.read(REALDATA / "utkface_dev" / "images")["all"], "real UTKFace JPEGs (200x200)"
-    else:  # the synthetic twin, written under data/demo/ whatever the profile
+    try:
+        frame, source = utkface.read(config.realdata("utkface_dev") / "images")["all"], "real UTKFace JPEGs"
+    except FileNotFoundError:  # the synthetic twin, written under data/demo/ whatever the profile
         twin = demo.ensure("hw2p2", config.REPO_ROOT / "data" / "demo")
         frame, source = hw2p2.read_classification(twin)["train"], "demo twin (64 px JPEGs)"
     dataset = FaceDataset(frame.head(64 * batches), transforms.build("hw2p2", image_size, train=True),

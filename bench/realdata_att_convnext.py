@@ -8,7 +8,6 @@ sizing (convnext_atto, AdamW + warm-up/cosine, label smoothing, EMA) at a CPU-fr
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -20,8 +19,6 @@ from helpers import config, data, engine, metrics
 from helpers.datasets import class_folders, holdout_split
 from helpers.recipes import ConvNeXtRecipe
 
-REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,9 +26,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    folder = REALDATA / "att_faces"
-    if not folder.is_dir():
-        sys.exit(f"AT&T faces not found at {folder}; set FACES_REALDATA to the folder holding att_faces/.")
+    folder = config.realdata("att_faces")
     frame = class_folders(folder)
     train, test = holdout_split(frame, frac=0.3, by="identity", seed=0)  # 7/3 per identity
     recipe = replace(ConvNeXtRecipe().for_profile(config.PROFILES["demo"]), image_size=args.image_size,

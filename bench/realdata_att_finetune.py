@@ -13,33 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import config, engine, metrics
-from helpers.datasets import FaceDataset, holdout_split, make_loader
+from helpers.datasets import FaceDataset, class_folders, holdout_split, make_loader
 from helpers.models import backbones
 
-REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
-ATT = REALDATA / "att_faces"
 RESULTS = Path(__file__).resolve().parent / "results" / "realdata_att_finetune.json"
-
-
-def read_att(folder: Path) -> pd.DataFrame:
-    """[path, identity, label] for every ``s<k>/<n>.pgm``, identities in ImageFolder (sorted name) order."""
-    paths = sorted(folder.glob("s*/*.pgm"))
-    if not paths:
-        sys.exit(f"AT&T faces not found at {folder} (expected s1/1.pgm ... s40/10.pgm); they sit beside the "
-                 "checkout in ../shared/realdata, or set FACES_REALDATA.")
-    frame = pd.DataFrame({"path": [str(p) for p in paths], "identity": [p.parent.name for p in paths]})
-    classes = sorted(frame["identity"].unique())
-    return frame.assign(label=frame["identity"].map({c: i for i, c in enumerate(classes)}))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     config.seed_everything(args.seed)
-    faces = read_att(ATT)
+    faces = class_folders(config.realdata("att_faces"))
     train_df, test_df = holdout_split(faces, frac=0.3, by="label", seed=args.seed)  # 7 / 3 per identity
     model = backbones.create_model(args.model, num_classes=faces["label"].nunique(), dropout=args.dropout)
     train_loader = make_loader(FaceDataset(train_df, model.info.transform(args.image_size, train=True)),

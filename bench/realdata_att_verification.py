@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import tempfile
 import time
@@ -34,8 +33,6 @@ from helpers import config, data, engine, metrics, transforms, verification
 from helpers.datasets import class_folders, holdout_split
 from helpers.datasets.constants import HW2P2_NO_MATCH
 from helpers.recipes import ArcFaceRecipe
-
-REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
 
 
 def split_identities(frame: pd.DataFrame, n_train: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,9 +92,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    folder = REALDATA / "att_faces"
-    if not folder.is_dir():
-        sys.exit(f"AT&T faces not found at {folder}; set FACES_REALDATA to the folder holding att_faces/.")
+    folder = config.realdata("att_faces")
     train, heldout = split_identities(class_folders(folder), args.train_identities, args.seed)
     fit_part, dev_part = holdout_split(train, frac=0.2, by="identity", seed=args.seed)
     recipe = replace(ArcFaceRecipe().for_profile(config.PROFILES["demo"]), backbone=args.backbone,

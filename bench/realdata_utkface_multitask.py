@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, replace
@@ -28,8 +27,6 @@ from helpers import multitask as mt
 from helpers.datasets import read_csv_checked
 from helpers.recipes import MultiTaskRecipe
 
-REALDATA = Path(os.environ.get("FACES_REALDATA", Path(__file__).resolve().parents[2] / "shared" / "realdata"))
-UTKFACE = REALDATA / "utkface_dev"
 RESULTS = Path(__file__).resolve().parent / "results" / "realdata_utkface_multitask.json"
 
 
@@ -58,14 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if not (UTKFACE / "labels.csv").is_file():
-        sys.exit(f"UTKFace dev set not found at {UTKFACE} (expected labels.csv and images/); it sits beside "
-                 "the checkout in ../shared/realdata, or set FACES_REALDATA.")
+    utkface = config.realdata("utkface_dev")
     recipe = replace(MultiTaskRecipe(), backbone=args.backbone, image_size=args.image_size,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, age_mode=args.age_mode,
                      fraction=args.fraction, seed=args.seed)
     labels = mt.label_space("utkface")
-    splits = mt.make_splits({"all": mt.from_utkface(read_labels(UTKFACE))}, recipe.split, recipe.fraction,
+    splits = mt.make_splits({"all": mt.from_utkface(read_labels(utkface))}, recipe.split, recipe.fraction,
                             recipe.seed)
     loaders = mt.make_loaders(splits, recipe.image_size, recipe.batch_size, recipe.augment, recipe.seed,
                               num_workers=args.workers)

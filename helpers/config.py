@@ -77,6 +77,17 @@ def submissions_dir() -> Path:
     return _output_dir("FACES_SUBMISSIONS", "submissions")
 
 
+def realdata(name: str = "") -> Path:
+    """The small real face sets (``FACES_REALDATA``, else ``../shared/realdata`` beside the checkout), or one of
+    them; a missing folder is a ``FileNotFoundError`` saying where it was looked for."""
+    root = Path(os.environ.get("FACES_REALDATA", REPO_ROOT.parent / "shared" / "realdata")).expanduser()
+    folder = root / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Real face set not found at {folder}; it sits beside the checkout in "
+                                "../shared/realdata, or set FACES_REALDATA to the folder that holds it.")
+    return folder
+
+
 def device() -> torch.device:
     """cuda, then mps, then cpu."""
     if torch.cuda.is_available():

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ["FACES_PROFILE"] = "demo"
+from helpers import config
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+os.environ["FACES_PROFILE"] = "demo"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,9 +22,10 @@ def _isolated_outputs(tmp_path_factory):
 @pytest.fixture
 def realdata() -> Path:
     """``../shared/realdata`` beside the checkout; skips the test when it is absent."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"real face sets not found at {REALDATA} (they sit beside the checkout in ../shared)")
-    return REALDATA
+    try:
+        return config.realdata()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")

@@ -63,3 +63,11 @@ def test_seed_everything_repeats():
     a = torch.rand(3)
     config.seed_everything(3)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_realdata_missing_names_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACES_REALDATA", str(tmp_path))
+    (tmp_path / "att_faces").mkdir()
+    assert config.realdata("att_faces") == tmp_path / "att_faces"
+    with pytest.raises(FileNotFoundError, match="utkface_dev.*FACES_REALDATA"):
+        config.realdata("utkface_dev")
