@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 NOTEBOOK_TIMEOUT ?= 900
 
-.PHONY: setup setup-dev demo test bench lint strip clean-demo
+.PHONY: setup setup-dev demo test test-all bench lint strip hosted clean-demo
 
 setup: $(VENV)/.runtime
 setup-dev: $(VENV)/.dev
@@ -28,7 +28,14 @@ demo: setup
 test: setup-dev
 	FACES_PROFILE=demo $(PY) -m pytest
 
+## The same plus the slow tests (forward/backward of the largest timm backbones).
+test-all: setup-dev
+	FACES_PROFILE=demo $(PY) -m pytest --runslow
+
+## Loader alone, end to end on real JPEGs, engine vs plain loops; ends with one SUMMARY line (~10 min on 2 cores).
 bench: setup-dev
+	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_end_to_end.py
 	$(PY) bench/bench.py
 
 lint: setup-dev
@@ -37,6 +44,10 @@ lint: setup-dev
 ## Remove outputs from the notebooks before committing.
 strip: setup-dev
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+## Point every notebook's setup cell (and pyproject.toml) at your copy: make hosted URL=https://github.com/you/repo.git
+hosted: setup
+	$(PY) -m helpers.setup_cell --url $(URL)
 
 clean-demo:
 	rm -rf data/demo runs/executed

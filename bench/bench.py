@@ -1,12 +1,19 @@
-"""Training throughput of ``engine.fit`` against a plain PyTorch loop, and data-pipeline throughput.
+"""Training throughput of ``engine.fit`` against two plain PyTorch loops, ``torch.compile``'s pay-back, and the
+input pipeline's speed-up; ends with one machine-readable ``SUMMARY`` line.
 
-Each model runs in its own subprocess (so peak RSS is per model). Inside it, the plain loop (fp32, no extras)
-and ``engine.fit`` (its defaults for the device: bf16 autocast + channels_last on GPU) train the same model
-architecture on the same in-memory batches, interleaved, for several repeats; each measurement is one
-warm-up epoch then one timed epoch, and the median images/s is reported.
+Plain loops, on the same model, batches and optimizer:
+* ``fp32``: fp32, the default memory format, blocking transfers: what a first loop looks like;
+* ``amp``: what a competent user writes: the same autocast dtype as the engine (bf16 on Ampere+, fp16 with a
+  GradScaler on older GPUs, none on CPU), the same memory format (channels_last) and non-blocking transfers.
+``engine/amp`` is the engine's own cost (it must stay >= 0.97); ``engine/fp32`` is what AMP and channels_last buy.
+Each model runs in its own subprocess (peak RSS per model); arms are interleaved over the repeats, each a warm-up
+epoch then a timed epoch; medians are reported. ``--compile`` adds the engine with ``torch.compile``: seconds to
+compile (first epoch minus a steady one) against the steady-state speed, and the epochs of the notebook-03
+recipe (140,000 images) after which it pays back (the plain arms are skipped then). The loader figure comes from ``bench/bench_loader.py``
+(old PIL path vs packed JPEGs + batched augmentation, same workers).
 
-    python bench/bench.py                      # sizes chosen for the device
-    python bench/bench.py --models convnext_tiny --repeats 5
+    python bench/bench.py                         # sizes chosen for the device; ~4 min on 2 CPU cores
+    python bench/bench.py --models convnext_tiny --repeats 5 --compile
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import config, engine
 
 MODELS = ("convnext_tiny", "resnet50", "mobilenetv2_100")
+RECIPE_IMAGES = 140_000  # HW2P2 training images: one epoch of notebook 03
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sizes(device: torch.device) -> dict:
@@ -59,125 +68,131 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def plain_epoch(model, loader, optimizer, device) -> float:
-    """The reference: fp32, default memory format, blocking transfers; returns images/s."""
+def plain_epoch(model, loader, optimizer, device, dtype, channels_last: bool, scaler) -> float:
+    """One epoch of a plain loop; ``dtype`` None is fp32. Returns images/s."""
+    fmt = torch.channels_last if channels_last else torch.preserve_format
     model.train()
     _sync(device)
     start, seen = time.perf_counter(), 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        x = x.to(device, non_blocking=channels_last, memory_format=fmt)
+        y = y.to(device, non_blocking=channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         seen += len(x)
     _sync(device)
     return seen / (time.perf_counter() - start)
 
 
-def run_plain(name: str, s: dict, loader, device) -> float:
+def run_plain(name: str, s: dict, loader, device, competent: bool) -> float:
     torch.manual_seed(0)
-    model = build_model(name, s["num_classes"]).to(device)
+    dtype = engine.resolve_amp("auto", device) if competent else None
+    fmt = torch.channels_last if competent else torch.preserve_format
+    model = build_model(name, s["num_classes"]).to(device, memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    plain_epoch(model, loader, optimizer, device)  # warm-up epoch
-    return plain_epoch(model, loader, optimizer, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    plain_epoch(model, loader, optimizer, device, dtype, competent, scaler)  # warm-up epoch
+    return plain_epoch(model, loader, optimizer, device, dtype, competent, scaler)
 
 
-def run_engine(name: str, s: dict, loader, device) -> float:
+def run_engine(name: str, s: dict, loader, device, compile_model: bool = False) -> tuple[float, float]:
+    """Images/s of the epoch after the warm-up epoch, and the warm-up epoch's extra seconds."""
     torch.manual_seed(0)
     model = build_model(name, s["num_classes"])
-    cfg = engine.TrainConfig(epochs=2, lr=1e-4, optimizer="adamw", scheduler="none", progress=False)
+    cfg = engine.TrainConfig(epochs=2, lr=1e-4, optimizer="adamw", scheduler="none", progress=False,
+                             tensorboard=False, compile=compile_model)
     with tempfile.TemporaryDirectory() as tmp:
         history = engine.fit(model, loader, None, cfg, Path(tmp) / "run")
-    return float(history["train_images_per_s"].iloc[-1])  # the epoch after the warm-up epoch
+    n = s["batch_size"] * s["steps"]
+    first, steady = history["train_images_per_s"].tolist()
+    return steady, n / first - n / steady
 
 
-def measure_one(name: str, repeats: int) -> dict:
+def measure_one(name: str, repeats: int, compile_model: bool) -> dict:
+    """The three arms (or, with ``compile_model``, the engine eager and compiled) for one model."""
     device = config.device()
     s = sizes(device)
     loader = make_loader(s, device)
-    speeds = {"plain": [], "engine": []}
-    peak_gb = {"plain": 0.0, "engine": 0.0}
-    for r in range(repeats):  # interleaved, alternating which goes first
-        order = [("plain", run_plain), ("engine", run_engine)]
-        for label, fn in order if r % 2 == 0 else order[::-1]:
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-            speeds[label].append(fn(name, s, loader, device))
-            if device.type == "cuda":
-                peak_gb[label] = max(peak_gb[label], torch.cuda.max_memory_allocated() / 2**30)
-    plain, eng = speeds["plain"], speeds["engine"]
-    out = {"model": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-           **s, "plain_img_s": statistics.median(plain), "engine_img_s": statistics.median(eng),
-           "plain_all": plain, "engine_all": eng,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if device.type == "cuda":
-        out["gpu_max_allocated_gb"] = peak_gb
-    out["ratio"] = out["engine_img_s"] / out["plain_img_s"]
+    out = {"model": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", **s}
+    if compile_model:
+        eager = run_engine(name, s, loader, device)[0]
+        steady, compile_s = run_engine(name, s, loader, device, compile_model=True)
+        saved_per_epoch = RECIPE_IMAGES / eager - RECIPE_IMAGES / steady
+        return {**out, "engine_img_s": eager, "compiled_img_s": steady, "compile_s": compile_s,
+                "payback_epochs": compile_s / saved_per_epoch if saved_per_epoch > 0 else float("inf")}
+    arms = {"fp32": lambda: run_plain(name, s, loader, device, competent=False),
+            "amp": lambda: run_plain(name, s, loader, device, competent=True),
+            "engine": lambda: run_engine(name, s, loader, device)[0]}
+    speeds = {label: [] for label in arms}
+    for r in range(repeats):  # interleaved, rotating which goes first
+        order = list(arms.items())
+        for label, fn in order[r % 3:] + order[:r % 3]:
+            speeds[label].append(fn())
+    out.update({f"{label}_img_s": statistics.median(v) for label, v in speeds.items()}, all=speeds,
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["engine_vs_amp_plain"] = out["engine_img_s"] / out["amp_img_s"]
+    out["engine_vs_fp32_plain"] = out["engine_img_s"] / out["fp32_img_s"]
     return out
 
 
-def pipeline(workers: list[int], batches: int, image_size: int) -> list[dict]:
-    """Decode + train transform throughput (images/s) for several worker counts."""
-    from helpers import demo, transforms
-    from helpers.datasets import FaceDataset, hw2p2, utkface
+def loader_result() -> dict | None:
+    """``bench/bench_loader.py``'s latest result for this machine (``make bench`` runs it first), if any."""
+    from bench_loader import device_tag
 
-    try:
-        frame, source = utkface.read(config.realdata("utkface_dev") / "images")["all"], "real UTKFace JPEGs"
-    except FileNotFoundError:  # the synthetic twin, written under data/demo/ whatever the profile
-        twin = demo.ensure("hw2p2", config.REPO_ROOT / "data" / "demo")
-        frame, source = hw2p2.read_classification(twin)["train"], "demo twin (64 px JPEGs)"
-    dataset = FaceDataset(frame.head(64 * batches), transforms.build("hw2p2", image_size, train=True),
-                          target=None)
-    rows = []
-    for n in workers:
-        loader = DataLoader(dataset, batch_size=64, num_workers=n, shuffle=False)
-        start, seen = time.perf_counter(), 0
-        for x, _ in loader:
-            seen += len(x)
-        rows.append({"workers": n, "images_per_s": seen / (time.perf_counter() - start), "source": source,
-                     "image_size": image_size})
-    return rows
+    path = RESULTS / f"{device_tag(config.device())}_loader.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: the three arms and both ratios, or the compile measurement."""
+    if all("compiled_img_s" in r for r in results):
+        head = ["| model | eager img/s | compiled img/s | compile s | pays back after (03 epochs) |", "|---|---|---|---|---|"]
+        return "\n".join(head + [f"| {r['model']} | {r['engine_img_s']:.1f} | {r['compiled_img_s']:.1f} | "
+                                 f"{r['compile_s']:.0f} | {r['payback_epochs']:.2f} |" for r in results])
+    head = [("| model | fp32 plain img/s | AMP plain img/s | engine img/s | engine/AMP plain | engine/fp32 plain "
+             "| peak RSS MB |"), "|---|---|---|---|---|---|---|"]
+    return "\n".join(head + [f"| {r['model']} | {r['fp32_img_s']:.1f} | {r['amp_img_s']:.1f} | {r['engine_img_s']:.1f} "
+                             f"| {r['engine_vs_amp_plain']:.2f} | {r['engine_vs_fp32_plain']:.2f} | "
+                             f"{r['peak_rss_mb']:.0f} |" for r in results])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4])
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_one(args.one, args.repeats)))
+        print(json.dumps(measure_one(args.one, args.repeats, args.compile)))
         return
     results = []
     for name in args.models:
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--repeats", str(args.repeats)],
-                             check=True, capture_output=True, text=True).stdout
+        command = [sys.executable, __file__, "--one", name, "--repeats", str(args.repeats)]
+        out = subprocess.run(command + (["--compile"] if args.compile else []), check=True, capture_output=True,
+                             text=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
-        r = results[-1]
-        print(f"{name}: plain {r['plain_img_s']:.1f} img/s, engine {r['engine_img_s']:.1f} img/s", flush=True)
-    size = sizes(config.device())["image_size"]
-    pipe = pipeline(args.workers, batches=4 if config.device().type == "cpu" else 16, image_size=size)
-    print(f"\nTraining throughput ({results[0]['device']}, {size} px, batch {results[0]['batch_size']}, "
-          f"median of {args.repeats}, interleaved)")
-    print("| model | plain loop img/s | engine img/s | engine/plain | peak RSS MB | GPU max alloc GB plain / engine |")
-    print("|---|---|---|---|---|---|")
-    for r in results:
-        mem = r.get("gpu_max_allocated_gb")
-        gpu = f"{mem['plain']:.1f} / {mem['engine']:.1f}" if mem else "-"
-        print(f"| {r['model']} | {r['plain_img_s']:.1f} | {r['engine_img_s']:.1f} | {r['ratio']:.2f} | "
-              f"{r['peak_rss_mb']:.0f} | {gpu} |")
-    print(f"\nData pipeline: decode + 'hw2p2' train transform at {size} px, {pipe[0]['source']}")
-    print("| workers | images/s |\n|---|---|")
-    for row in pipe:
-        print(f"| {row['workers']} | {row['images_per_s']:.0f} |")
+        print(f"{name}: {json.dumps({k: v for k, v in results[-1].items() if k != 'all'})}", flush=True)
+    first = results[0]
+    print(f"\nTraining throughput ({first['device']}, {first['image_size']} px, batch {first['batch_size']}, "
+          f"median of {args.repeats}, interleaved)\n{table(results)}")
+    loader = loader_result()
+    speedup = loader["loader"][-1]["speedup"] if loader else float("nan")
+    if loader:
+        print(f"\nLoader alone ({loader['source']}, {loader['image_size']} px, {loader['loader'][-1]['workers']} "
+              f"workers): new/old {speedup:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"training": results, "pipeline": pipe}, indent=1))
-    main_model = next((r for r in results if r["model"] == "convnext_tiny"), results[0])
-    print(f"\nengine/plain training throughput ratio ({main_model['model']}): {main_model['ratio']:.2f}")
+        args.json.write_text(json.dumps({"training": results, "loader": loader}, indent=1))
+    if args.compile:
+        return
+    worst = min(results, key=lambda r: r["engine_vs_amp_plain"])
+    print(f"\nSUMMARY loader_speedup={speedup:.2f} engine_vs_amp_plain={worst['engine_vs_amp_plain']:.3f} "
+          f"engine_vs_fp32_plain={worst['engine_vs_fp32_plain']:.3f}")
 
 
 if __name__ == "__main__":

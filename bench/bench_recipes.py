@@ -15,37 +15,32 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import config, engine, recipes
-from helpers.models import backbones
+from helpers import classification, config, engine, recipes
+from helpers.models import freezing
 
 T4_GIB = 15.0  # usable memory of a 16 GB T4 (Colab / Kaggle)
+CLASSIFIERS = {"03 ConvNeXt-T (scratch)": ("03_convnext_from_scratch", None),
+               "04 ResNet-50 (seed)": ("04_resnet50", "seed"), "04 ResNet-50 (improved)": ("04_resnet50", "improved"),
+               "05 MobileNetV2 (last 10 layers)": ("05_mobilenetv2", None),
+               "06 InceptionResnetV1 (last 15 layers)": ("06_inception_resnet_v1", None)}
 
 
-def transfer(recipe: recipes.TransferRecipe, num_classes: int):
-    """The model under the recipe's final freezing policy (the stage that costs the most)."""
-    recipe = replace(recipe, pretrained=False)
-    model = recipe.build_model(num_classes)
-    backbones.freeze(model, recipe.freeze)
-    return recipe, model
+def build(notebook: str, variant: str | None, num_classes: int):
+    """The recipe (random weights) and its model under the last stage's freezing (the stage that costs most)."""
+    recipe = recipes.get(notebook, variant).with_values(pretrained=False)
+    model = classification.build_model(recipe, num_classes)
+    last = recipes.stages(recipe)[-1]
+    freezing.freeze(model, last.freeze, last.trainable)
+    return recipe, model, last
 
 
-def entries(num_classes: int) -> dict:
-    convnext = recipes.ConvNeXtRecipe()
-    return {
-        "03 ConvNeXt-T (scratch)": lambda: (convnext, convnext.build_model(num_classes)),
-        "04 ResNet-50 (seed)": lambda: transfer(recipes.ResNet50Recipe(), num_classes),
-        "04 ResNet-50 (improved)": lambda: transfer(recipes.ResNet50Recipe.improved(), num_classes),
-        "05 MobileNetV2 (last 10 layers)": lambda: transfer(recipes.MobileNetV2Recipe(), num_classes),
-        "06 InceptionResnetV1 (last 15 layers)": lambda: transfer(recipes.InceptionResnetV1Recipe(), num_classes),
-    }
-
-
-def measure(recipe, model, num_classes: int, steps: int) -> dict:
+def measure(recipe, model, stage, num_classes: int, steps: int) -> dict:
     n = recipe.batch_size * steps
     x = torch.randn(n, 3, recipe.image_size, recipe.image_size)
     y = torch.randint(0, num_classes, (n,))
     loader = DataLoader(TensorDataset(x, y), batch_size=recipe.batch_size, pin_memory=True)
-    cfg = recipe.train_config(epochs=2, progress=False, early_stopping=None)
+    cfg = replace(recipe.train, **{**stage.overrides, "epochs": 2, "progress": False, "early_stopping": None,
+                                   "tensorboard": False})
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,9 +62,9 @@ def main() -> None:
           "channels_last), recipe batch and image size\n")
     print("| notebook recipe | image px | batch | train img/s | peak alloc GiB | peak reserved GiB | fits a T4 |")
     print("|---|---|---|---|---|---|---|")
-    for name, build in entries(args.classes).items():
-        recipe, model = build()
-        r = measure(recipe, model, args.classes, args.steps)
+    for name, (notebook, variant) in CLASSIFIERS.items():
+        recipe, model, stage = build(notebook, variant, args.classes)
+        r = measure(recipe, model, stage, args.classes, args.steps)
         fits = "yes" if r["reserved_gib"] < T4_GIB else "no"
         print(f"| {name} | {r['image_size']} | {r['batch']} | {r['img_s']:.0f} | {r['alloc_gib']:.1f} | "
               f"{r['reserved_gib']:.1f} | {fits} |", flush=True)

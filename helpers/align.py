@@ -19,6 +19,8 @@ from facenet_pytorch import MTCNN, extract_face
 from PIL import Image, ImageDraw, ImageOps
 from tqdm.auto import tqdm
 
+from helpers import runtime
+from helpers.files import atomic_write, ensure_outside
 from helpers.imageio import load_rgb
 
 _KEEP_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
@@ -100,11 +102,9 @@ def _target(src: Path, base: Path, out_dir: Path) -> Path:
 
 
 def _save(image: Image.Image, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    part = dst.with_name(dst.name + ".part")
+    """Written atomically: a crash never leaves a half-written file that a later call would skip."""
     fmt = _KEEP_SUFFIXES[dst.suffix.lower()]
-    image.save(part, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    part.replace(dst)  # a crash never leaves a half-written file that a later call would skip
+    atomic_write(dst, lambda tmp: image.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))
 
 
 def _crop(image: Image.Image, boxes, image_size: int, margin: int) -> Image.Image:
@@ -124,7 +124,8 @@ def align_folder(
     """Write the largest face of every image as an ``image_size`` square crop under ``out_dir``.
 
     The folder structure below ``src_root`` (default: the sources' common folder) is kept; files already in
-    ``out_dir`` are skipped, so a second call is cheap. An image without a detected face is centre-cropped
+    ``out_dir`` are skipped, so a second call is cheap. ``out_dir`` must lie outside the sources' folder (use
+    ``config.cache_dir()``). An image without a detected face is centre-cropped
     and resized instead and listed in ``summary.no_face``.
     """
     sources = [Path(p) for p in src_paths]
@@ -136,6 +137,7 @@ def align_folder(
         if src_root
         else Path(os.path.commonpath([p.resolve().parent for p in sources]))
     )
+    ensure_outside(out_dir, [base, *runtime.read_only_roots()], "aligned copy")
     summary = AlignSummary(out_dir, [_target(p, base, out_dir) for p in sources])
     todo = [(src, dst) for src, dst in zip(sources, summary.out_paths, strict=True) if not dst.exists()]
     summary.skipped = len(sources) - len(todo)

@@ -1,42 +1,43 @@
-"""Training engine shared by every notebook: ``fit``, ``evaluate``, ``predict`` and ``load_checkpoint``.
+"""Training engine shared by every notebook: ``fit``, ``fit_stages``, ``evaluate`` and ``predict``.
 
-One loop (d2l's habit) with timm's training habits: AdamW/SGD with per-part learning rates and no weight
-decay on norms, biases and other 1-d parameters; linear warm-up then cosine (or step, multistep,
-exponential, plateau); label smoothing; gradient clipping and accumulation; AMP (bf16 where supported,
-else fp16 with a GradScaler); channels_last; optional ``torch.compile`` and EMA weights.
-
-Every epoch writes ``last.pt`` and ``best.pt`` atomically, ``history.csv`` and ``config.json``, all inside
-``run_dir`` and nowhere else. Checkpoints hold only tensors and plain containers, so they load with
-``torch.load(..., weights_only=True)``; ``fit(..., resume=True)`` continues a run exactly where it stopped.
+One loop (d2l's habit) with timm's training habits: per-part learning rates and no weight decay on norms and
+biases (:mod:`helpers.optim`), warm-up then cosine or another decay, label smoothing, gradient clipping and
+accumulation, AMP (bf16 where supported, else fp16 with a GradScaler), channels_last, optional
+``torch.compile`` and EMA weights. Every epoch writes ``last.pt`` (everything to resume) and ``best.pt``
+(weights only) atomically (:mod:`helpers.checkpoint`), plus ``history.csv``, ``config.json`` and TensorBoard
+events (:mod:`helpers.tracking`), all inside ``run_dir``; ``fit(..., resume=True)`` continues exactly.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import random
+import shutil
 import time
 import warnings
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import config
+from helpers import batches, checkpoint, config, distributed
+from helpers.batches import AMP_MODES, resolve_amp
+from helpers.checkpoint import load_checkpoint
+from helpers.files import atomic_write
+from helpers.models import freezing
+from helpers.optim import base_lr, build_optimizer, build_scheduler
+from helpers.tracking import RunLogger
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "train_images_per_s",
                    "time_s"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "step", "multistep", "exponential", "plateau", "none")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 SYNC_EVERY = 20  # batches between host syncs (NaN check, progress bar); fewer syncs keep the GPU busy
 
 
@@ -76,6 +77,8 @@ class TrainConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None  # cap on batches per epoch, for quick runs
     progress: bool = True  # tqdm bar per epoch and a summary line
+    tensorboard: bool = True  # event files in run_dir/tensorboard
+    wandb: str | None = None  # a Weights & Biases project name to log to as well (optional)
     device: str | None = None  # None: config.device()
 
     def __post_init__(self) -> None:
@@ -90,263 +93,76 @@ class TrainConfig:
             raise ValueError("scheduler='multistep' needs milestones, e.g. milestones=(30, 60).")
         self.betas = tuple(self.betas)
         self.milestones = tuple(self.milestones)
+        self.param_groups = dict(self.param_groups)
 
     @property
     def mode(self) -> str:
-        """"min" for a monitored loss, "max" for anything else (accuracy, AUC...)."""
-        return "min" if self.monitor.endswith("loss") else "max"
-
-
-# ----------------------------------------------------------------------------------------------- devices
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for an ``amp`` setting on ``device`` (None: full precision)."""
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp={amp!r}; choose one of {AMP_MODES}.")
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "auto":
-        # native bf16 needs Ampere or newer (compute capability 8); is_bf16_supported() also counts the slow
-        # emulation on a T4 or V100, which must get fp16 + GradScaler instead
-        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def _to_device(obj, device: torch.device, channels_last: bool = False):
-    """Move tensors (also inside lists/tuples/dicts) without blocking; 4-D inputs optionally channels_last."""
-    if isinstance(obj, torch.Tensor):
-        fmt = torch.channels_last if channels_last and obj.ndim == 4 else torch.preserve_format
-        return obj.to(device, non_blocking=True, memory_format=fmt)
-    if isinstance(obj, Mapping):
-        return {k: _to_device(v, device, channels_last) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device, channels_last) for v in obj)
-    return obj
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _batch_size(inputs) -> int:
-    if isinstance(inputs, torch.Tensor):
-        return inputs.shape[0]
-    first = next(iter(inputs.values() if isinstance(inputs, Mapping) else inputs))
-    return _batch_size(first)
-
-
-def _split_batch(batch):
-    """``(inputs, targets)`` from a batch; a bare tensor is inputs without targets."""
-    if isinstance(batch, torch.Tensor):
-        return batch, None
-    return batch[0], (batch[1] if len(batch) > 1 else None)
-
-
-def correct_count(outputs, targets) -> torch.Tensor | None:
-    """Top-1 hits in a batch (soft MixUp/CutMix targets count their argmax); None if not classification."""
-    if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)) or outputs.ndim != 2:
-        return None
-    if targets.is_floating_point() and targets.ndim == 2:
-        targets = targets.argmax(1)
-    if targets.ndim != 1:
-        return None
-    return (outputs.argmax(1) == targets).sum()
-
-
-# ------------------------------------------------------------------------------- optimizer and schedule
-
-def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: TrainConfig) -> list[dict]:
-    """Optimizer groups: LR multiplier from the longest matching ``cfg.param_groups`` prefix, and weight
-    decay only on parameters with 2+ dimensions (no decay on norms, biases, layer scales)."""
-    groups: dict[tuple[str, bool], dict] = {}
-    for name, param in named_parameters:
-        if not param.requires_grad:
-            continue
-        prefix = max((p for p in cfg.param_groups if name.startswith(p)), key=len, default="")
-        decay = param.ndim > 1
-        scale = cfg.param_groups.get(prefix, 1.0)
-        group = groups.setdefault((prefix, decay), {
-            "params": [], "name": f"{prefix or 'default'}:{'decay' if decay else 'no_decay'}",
-            "lr": cfg.lr * scale, "lr_scale": scale, "weight_decay": cfg.weight_decay if decay else 0.0})
-        group["params"].append(param)
-    unused = set(cfg.param_groups) - {prefix for prefix, _ in groups}
-    if unused:
-        raise ValueError(f"param_groups prefixes {sorted(unused)} match no trainable parameter "
-                         "(names look like 'stages.0.blocks.0.dwconv.weight', 'head.fc.weight').")
-    return list(groups.values())
-
-
-def build_optimizer(named_parameters: Iterable[tuple[str, nn.Parameter]],
-                    cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum/nesterov), Adam or AdamW over ``param_groups``."""
-    groups = param_groups(named_parameters, cfg)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
-    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return optimizer(groups, lr=cfg.lr, betas=cfg.betas)
-
-
-def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the base LR at optimizer ``step``: linear warm-up, then the chosen decay, floored at
-    ``min_lr / lr``. Step-like decays change at epoch boundaries, like torch's StepLR stepped per epoch."""
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    if step < warmup:
-        return (step + 1) / warmup
-    floor = cfg.min_lr / cfg.lr if cfg.lr else 0.0
-    epoch = step // steps_per_epoch
-    if cfg.scheduler == "cosine":
-        progress = min(1.0, (step - warmup) / max(1, cfg.epochs * steps_per_epoch - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    if cfg.scheduler == "step":
-        return max(floor, cfg.gamma ** (epoch // cfg.step_size))
-    if cfg.scheduler == "multistep":
-        return max(floor, cfg.gamma ** bisect_right(sorted(cfg.milestones), epoch))
-    if cfg.scheduler == "exponential":
-        return max(floor, cfg.gamma ** epoch)
-    return 1.0
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """A per-step ``LambdaLR`` over ``lr_factor``, or ``ReduceLROnPlateau`` (per epoch, on the monitor)."""
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=cfg.mode, factor=cfg.gamma,
-                                                          patience=cfg.patience, min_lr=cfg.min_lr)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
-
-
-def base_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The schedule's current LR without group multipliers (the ``lr`` history column)."""
-    group = optimizer.param_groups[0]
-    return group["lr"] / group.get("lr_scale", 1.0)
-
-
-# ----------------------------------------------------------------------------------------- checkpoints
-
-def _rng_state() -> dict:
-    version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal.tolist()), gauss))
-    keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"].cpu())
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to ``path.tmp`` then rename, so an interruption never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _save_epoch(run_dir: Path, ckpt: dict, is_best: bool) -> None:
-    """``last.pt`` (and ``best.pt`` when ``is_best``) plus ``history.csv``, each written atomically."""
-    _atomic_write(run_dir / "last.pt", lambda tmp: torch.save(ckpt, tmp))
-    if is_best:
-        _atomic_write(run_dir / "best.pt", lambda tmp: torch.save(ckpt, tmp))
-    frame = pd.DataFrame(ckpt["history"])
-    _atomic_write(run_dir / "history.csv", lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, use_ema: bool = True,
-                    map_location: str | torch.device = "cpu") -> dict:
-    """Load a ``fit`` checkpoint (``weights_only=True``); with ``model``, restore its weights in place.
-
-    ``use_ema`` picks the EMA weights when the run kept them (those were evaluated and chose ``best.pt``).
-    Returns the whole checkpoint (``epoch``, ``history``, ``config``...).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}; fit() writes run_dir/last.pt and run_dir/best.pt.")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if model is not None:
-        weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-        model.load_state_dict(weights)
-    return ckpt
+        """"min" for a monitored loss or error, "max" for anything else (accuracy, AUC...)."""
+        return "min" if self.monitor.endswith(("loss", "mae", "eer")) else "max"
 
 
 # ------------------------------------------------------------------------------------ evaluate/predict
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None, amp: str = "auto",
-             channels_last: bool = True, progress: bool = False) -> dict:
-    """Mean loss (default: cross-entropy), top-1 accuracy and sample count over ``loader``, in eval mode."""
+             channels_last: bool = True, progress: bool = False,
+             metrics_fn: Callable[[object, object], Mapping[str, float]] | None = None,
+             parallel: distributed.Single | None = None) -> dict:
+    """Mean loss (default: cross-entropy), top-1 accuracy and sample count over ``loader``, in eval mode;
+    with ``metrics_fn(outputs, targets)`` its metrics too, computed from this same pass. Under a multi-process
+    ``parallel`` context every batch's outputs are gathered first (without the padding duplicates)."""
     loss_fn = loss_fn or nn.CrossEntropyLoss()
-    device = _model_device(model)
+    parallel = parallel or distributed.Single()
+    device = batches.model_device(model)
     dtype = resolve_amp(amp, device)
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)
-    n, counted = 0, False
+    n, counted, outputs_seen, targets_seen = 0, False, [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
-        inputs, targets = _split_batch(batch)
-        inputs, targets = _to_device(inputs, device, channels_last), _to_device(targets, device)
-        with _autocast(device, dtype):
-            outputs = model(inputs)
+        inputs, targets = batches.split_batch(batch)
+        inputs, targets = batches.to_device(inputs, device, channels_last), batches.to_device(targets, device)
+        with batches.autocast(device, dtype):
+            outputs, targets = parallel.gather(model(inputs), targets)
             loss = loss_fn(outputs, targets)
-        size = _batch_size(inputs)
+        size = batches.batch_size(outputs)
         totals[0] += loss.float() * size
-        if (correct := correct_count(outputs, targets)) is not None:
+        if (correct := batches.correct_count(outputs, targets)) is not None:
             totals[1] += correct
             counted = True
+        if metrics_fn is not None:
+            outputs_seen.append(batches.to_cpu(outputs))
+            targets_seen.append(batches.to_cpu(targets))
         n += size
     model.train(was_training)
     loss_sum, correct_sum = totals.tolist()
-    return {"loss": loss_sum / max(n, 1), "acc": correct_sum / max(n, 1) if counted else math.nan, "n": n}
-
-
-def _to_cpu(obj):
-    """Tensors (also inside dicts/lists) on the CPU, floating ones as float32."""
-    if isinstance(obj, torch.Tensor):
-        return obj.float().cpu() if obj.is_floating_point() else obj.cpu()
-    if isinstance(obj, Mapping):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _concat(chunks: list):
-    if isinstance(chunks[0], torch.Tensor):
-        return torch.cat(chunks)
-    if isinstance(chunks[0], Mapping):
-        return {k: _concat([c[k] for c in chunks]) for k in chunks[0]}
-    return [item for chunk in chunks for item in chunk]
+    result = {"loss": loss_sum / max(n, 1), "acc": correct_sum / max(n, 1) if counted else math.nan, "n": n}
+    if metrics_fn is not None and outputs_seen:
+        extra = metrics_fn(batches.concat(outputs_seen), batches.concat(targets_seen))
+        result.update({k: float(v) for k, v in extra.items()})
+    return result
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, return_targets: bool = False, amp: str = "auto",
             channels_last: bool = True, progress: bool = True):
-    """Model outputs (float32, on CPU) for every batch of ``loader``, in order; optionally the targets too
-    (tensors are concatenated, anything else such as file names becomes a list)."""
-    device = _model_device(model)
+    """Model outputs (float32, on CPU) for every batch of ``loader``, in order; optionally the targets too, on
+    the CPU like the outputs (the GPU path's loader yields them on the device; tensors are concatenated,
+    anything else such as file names becomes a list)."""
+    device = batches.model_device(model)
     dtype = resolve_amp(amp, device)
     was_training = model.training
     model.eval()
     outputs, targets = [], []
     for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
-        inputs, target = _split_batch(batch)
-        with _autocast(device, dtype):
-            out = model(_to_device(inputs, device, channels_last))
-        outputs.append(_to_cpu(out))
-        targets.append(target)
+        inputs, target = batches.split_batch(batch)
+        with batches.autocast(device, dtype):
+            out = model(batches.to_device(inputs, device, channels_last))
+        outputs.append(batches.to_cpu(out))
+        targets.append(batches.to_cpu(target))
     model.train(was_training)
-    logits = _concat(outputs)
-    return (logits, _concat(targets)) if return_targets else logits
+    logits = batches.concat(outputs)
+    return (logits, batches.concat(targets)) if return_targets else logits
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -354,13 +170,15 @@ def predict(model: nn.Module, loader: Iterable, return_targets: bool = False, am
 class _Trainer:
     """The mutable state of one run: model, optimizer, schedule, scaler, EMA; one epoch at a time."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, loss_fn: Callable | None, batches_per_epoch: int):
-        self.cfg = cfg
-        self.device = torch.device(cfg.device) if cfg.device else config.device()
+    def __init__(self, model: nn.Module, cfg: TrainConfig, loss_fn: Callable | None, batches_per_epoch: int,
+                 parallel: distributed.Single):
+        self.cfg, self.parallel = cfg, parallel
+        self.device = parallel.device
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        wrapped = parallel.wrap_model(self.model)
+        self.train_model = torch.compile(wrapped) if cfg.compile else wrapped
         self.loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.val_loss_fn = loss_fn or nn.CrossEntropyLoss()
         named = list(self.model.named_parameters())
@@ -429,27 +247,29 @@ class _Trainer:
         """One pass over ``loader`` (at most ``batches_per_epoch`` batches); the epoch's train metrics."""
         cfg, n_batches = self.cfg, self.batches_per_epoch
         self.model.train()
+        freezing.frozen_norms_eval(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         seen, counted, window = 0, False, []
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   disable=not (cfg.progress and self.parallel.is_main))
         start = time.perf_counter()
         for i, batch in enumerate(islice(loader, n_batches)):
-            inputs, targets = _split_batch(batch)
-            inputs = _to_device(inputs, self.device, cfg.channels_last)
-            targets = _to_device(targets, self.device)
+            inputs, targets = batches.split_batch(batch)
+            inputs = batches.to_device(inputs, self.device, cfg.channels_last)
+            targets = batches.to_device(targets, self.device)
             group_size = min(cfg.accum_steps, n_batches - i // cfg.accum_steps * cfg.accum_steps)
             lr = base_lr(self.optimizer)
-            with _autocast(self.device, self.amp_dtype):
+            with batches.autocast(self.device, self.amp_dtype):
                 outputs = self.train_model(inputs)
                 loss = self.loss_fn(outputs, targets)
             self.scaler.scale(loss / group_size).backward()
             if (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches:
                 self._optimizer_step()
-            size = _batch_size(inputs)
+            size = batches.batch_size(inputs)
             seen += size
             totals[0] += loss.detach().float() * size
-            if (correct := correct_count(outputs, targets)) is not None:
+            if (correct := batches.correct_count(outputs, targets)) is not None:
                 totals[1] += correct
                 counted = True
             window.append((i + 1, lr, loss.detach()))
@@ -464,7 +284,8 @@ class _Trainer:
             self._check_finite(window, epoch)
         bar.close()
         elapsed = time.perf_counter() - start
-        loss_sum, correct_sum = totals.tolist()
+        loss_sum, correct_sum, seen = self.parallel.reduce_sum(
+            torch.cat([totals, totals.new_tensor([seen])])).tolist()  # every process's share of the epoch
         return {"lr": lr, "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct_sum / max(seen, 1) if counted else math.nan,
                 "train_images_per_s": seen / elapsed}
@@ -483,11 +304,13 @@ def _batches_per_epoch(loader: Iterable, cfg: TrainConfig) -> int:
 
 
 def _seed_loader(loader: Iterable, seed: int) -> None:
-    """Seed the loader's/sampler's generators so an epoch's order depends only on ``seed``.
-
-    Loaders without a generator shuffle from the global torch RNG, which checkpoints save and restore, so
-    those resume exactly too (with ``num_workers=0`` or non-persistent workers).
-    """
+    """Seed the loader so that an epoch's order (and, for a ``helpers.packed.DeviceLoader``, its on-device
+    augmentation) depends only on ``seed``: ``loader.seed(seed)`` when it has one, else the generators of the
+    loader and its sampler. Loaders without either shuffle from the global torch RNG, which checkpoints save
+    and restore, so those resume exactly too (with ``num_workers=0`` or non-persistent workers)."""
+    if callable(getattr(loader, "seed", None)):
+        loader.seed(seed)
+        return
     sampler = getattr(loader, "sampler", None)
     batch_sampler = getattr(loader, "batch_sampler", None)
     candidates = (getattr(loader, "generator", None), getattr(sampler, "generator", None),
@@ -502,11 +325,11 @@ def _is_better(value: float, best: float, mode: str) -> bool:
     return math.isnan(best) or (value < best if mode == "min" else value > best)
 
 
-def _best(history: list[dict], key: str, mode: str) -> tuple[float, int]:
-    """Best monitored value and its epoch (NaN, 0 when none)."""
+def best_epoch(history: Sequence[Mapping], key: str, mode: str) -> tuple[float, int]:
+    """Best value of ``key`` in ``history`` rows and its epoch (NaN, 0 when none); ties keep the first."""
     best, epoch = math.nan, 0
     for row in history:
-        if _is_better(row[key], best, mode):
+        if _is_better(row.get(key, math.nan), best, mode):
             best, epoch = row[key], row["epoch"]
     return best, epoch
 
@@ -528,31 +351,40 @@ def _warn_config_changes(saved: dict, cfg: TrainConfig) -> None:
         warnings.warn(f"Resuming with a changed TrainConfig (saved -> now): {changed}", stacklevel=3)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
+def _frame(history: list[dict]) -> pd.DataFrame:
+    columns = list(dict.fromkeys(HISTORY_COLUMNS + [k for row in history for k in row]))
+    return pd.DataFrame(history, columns=columns)
 
 
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, cfg: TrainConfig,
         run_dir: str | Path, loss_fn: Callable | None = None, resume: bool = False,
-        metrics_fn: Callable[[nn.Module], Mapping[str, float]] | None = None) -> pd.DataFrame:
+        metrics_fn: Callable[[object, object], Mapping[str, float]] | None = None,
+        meta: Mapping | None = None, on_epoch: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """Train ``model`` and return its history (one row per epoch, columns ``HISTORY_COLUMNS`` + extras).
 
     Batches are ``(inputs, targets)``; targets are class indices or soft labels (MixUp/CutMix).
     ``loss_fn(outputs, targets)`` defaults to cross-entropy with ``cfg.label_smoothing`` (validation: plain
-    cross-entropy); a loss module with parameters is trained along. ``metrics_fn(eval_model)`` may add
-    columns each epoch (e.g. ``val_auc``), which ``cfg.monitor`` can then pick. Without ``val_loader``
-    the monitor falls back to the train column (``val_acc`` -> ``train_acc``).
+    cross-entropy); a loss module with parameters is trained along. ``metrics_fn(outputs, targets)`` adds
+    columns each epoch (e.g. ``val_auc``) from the validation pass itself, which ``cfg.monitor`` can pick.
+    ``on_epoch(row)`` sees each epoch's history row once its checkpoint is written; an exception it raises
+    (e.g. ``optuna.TrialPruned``) stops training there. Without ``val_loader`` the monitor falls back to the train column (``val_acc`` -> ``train_acc``).
 
-    ``run_dir`` receives ``last.pt``, ``best.pt``, ``history.csv`` and ``config.json``; a fresh run refuses
-    a folder that already has ``last.pt``. ``resume=True`` continues from ``last.pt`` (``cfg.epochs`` may
-    grow) and reproduces the uninterrupted run, as the shuffling is re-seeded per epoch from ``cfg.seed``.
-    Afterwards ``model`` holds the last epoch's raw weights; ``load_checkpoint(run_dir / "best.pt", model)``
-    restores the best ones (EMA weights when EMA was on). On CUDA, fit turns on cudnn.benchmark.
+    ``run_dir`` receives ``last.pt``, ``best.pt`` (weights only), ``history.csv``, ``config.json`` (with
+    ``meta``, e.g. the recipe and notebook parameters) and TensorBoard events; a fresh run refuses a folder
+    that already has ``last.pt``. ``resume=True`` continues from ``last.pt`` (``cfg.epochs`` may grow; a run
+    that finished returns its history at once) and reproduces the uninterrupted run, as the shuffling is
+    re-seeded per epoch from ``cfg.seed``. Afterwards ``model`` holds the last epoch's raw weights;
+    ``checkpoint.load_checkpoint(run_dir / "best.pt", model)`` restores the best ones (EMA weights when EMA
+    was on). BatchNorm layers whose parameters are frozen stay in eval mode. On CUDA, fit turns on
+    cudnn.benchmark.
     """
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(model, cfg, loss_fn, _batches_per_epoch(train_loader, cfg))
+    parallel = distributed.context(cfg.device)
+    if parallel.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(model, cfg, loss_fn, _batches_per_epoch(train_loader, cfg), parallel)
+    loaders = (train_loader, parallel.loader(train_loader), parallel.loader(val_loader))
     if trainer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     history: list[dict] = []
@@ -561,39 +393,149 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
         _warn_config_changes(ckpt["config"], cfg)
         trainer.load_state_dict(ckpt)
         history = ckpt["history"]
-        _set_rng_state(ckpt["rng"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        if ckpt.get("stopped_early") or len(history) >= cfg.epochs:
+            return _frame(history)
     else:
-        config.seed_everything(cfg.seed)
+        config.seed_everything(cfg.seed + parallel.rank)  # per-process seeds for dropout and augmentation
     no_val = val_loader is None and cfg.monitor in ("val_acc", "val_loss")
     monitor = cfg.monitor.replace("val_", "train_", 1) if no_val else cfg.monitor
-    _write_json(run_dir / "config.json", {
-        "train_config": asdict(cfg), "device": str(trainer.device), "amp_dtype": str(trainer.amp_dtype),
-        "batches_per_epoch": trainer.batches_per_epoch, "steps_per_epoch": trainer.steps_per_epoch,
-        "model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
-        "loss_fn": repr(trainer.loss_fn), "monitor": monitor, "torch": torch.__version__})
-    for epoch in range(len(history) + 1, cfg.epochs + 1):
-        best, best_epoch = _best(history, monitor, cfg.mode) if history else (math.nan, 0)
-        if cfg.early_stopping and history and epoch - 1 - best_epoch >= cfg.early_stopping:
-            break
-        start = time.perf_counter()
-        _seed_loader(train_loader, cfg.seed + epoch)
-        row = {"epoch": epoch, **trainer.train_epoch(train_loader, epoch)}
-        val = (evaluate(trainer.eval_model, val_loader, trainer.val_loss_fn, cfg.amp, cfg.channels_last)
-               if val_loader is not None else {"loss": math.nan, "acc": math.nan})
-        row.update(val_loss=val["loss"], val_acc=val["acc"])
-        if metrics_fn is not None:
-            row.update({k: float(v) for k, v in metrics_fn(trainer.eval_model).items()})
-        row["time_s"] = time.perf_counter() - start
-        if monitor not in row:
-            raise KeyError(f"monitor={cfg.monitor!r} is not a history column; columns are {list(row)}.")
-        history.append(row)
-        if cfg.scheduler == "plateau":
-            trainer.scheduler.step(row[monitor])
-        ckpt = {**trainer.state_dict(), "epoch": epoch, "history": history, "rng": _rng_state(),
-                "config": asdict(cfg)}
-        _save_epoch(run_dir, ckpt, _is_better(row[monitor], best, cfg.mode)
-                    or (math.isnan(best) and math.isnan(row[monitor])))
-        if cfg.progress:
-            tqdm.write(" ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, (int, float))))
-    columns = list(dict.fromkeys(HISTORY_COLUMNS + [k for row in history for k in row]))
-    return pd.DataFrame(history, columns=columns)
+    if parallel.is_main:
+        checkpoint.write_json(run_dir / "config.json", {
+            "train_config": asdict(cfg), "meta": dict(meta or {}), "device": str(trainer.device),
+            "processes": distributed.world_size(), "amp_dtype": str(trainer.amp_dtype),
+            "batches_per_epoch": trainer.batches_per_epoch, "steps_per_epoch": trainer.steps_per_epoch,
+            "model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "loss_fn": repr(trainer.loss_fn), "monitor": monitor, "torch": torch.__version__})
+    logger = RunLogger(run_dir, cfg.tensorboard, cfg.wandb, {**asdict(cfg), **dict(meta or {})},
+                       enabled=parallel.is_main)
+    try:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            row = _run_epoch(trainer, loaders, epoch, metrics_fn, monitor)
+            best, _ = best_epoch(history, monitor, cfg.mode)
+            history.append(row)
+            _, best_at = best_epoch(history, monitor, cfg.mode)
+            stop = bool(cfg.early_stopping) and epoch - best_at >= cfg.early_stopping
+            if cfg.scheduler == "plateau":
+                trainer.scheduler.step(row[monitor])
+            state = {**trainer.state_dict(), "epoch": epoch, "history": history, "rng": checkpoint.rng_state(),
+                     "config": asdict(cfg), "metrics": row, "stopped_early": stop}
+            is_best = _is_better(row[monitor], best, cfg.mode) or (math.isnan(best) and math.isnan(row[monitor]))
+            if parallel.is_main:
+                checkpoint.save_epoch(run_dir, state, is_best)
+                logger.log(row, epoch)
+                if cfg.progress:
+                    tqdm.write(" ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, (int, float))))
+            parallel.wait()
+            if on_epoch is not None:
+                on_epoch(row)
+            if stop:
+                break
+    finally:
+        logger.close()
+    return _frame(history)
+
+
+def fit_best(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, cfg: TrainConfig,
+             run_dir: str | Path, resume: bool = False, **kwargs) -> pd.DataFrame:
+    """:func:`fit` (continuing ``run_dir`` when ``resume`` and it holds a checkpoint), then the best
+    checkpoint's weights loaded into ``model``: what a notebook evaluates and submits."""
+    run_dir = Path(run_dir)
+    history = fit(model, train_loader, val_loader, cfg, run_dir, resume=resume and (run_dir / "last.pt").is_file(),
+                  **kwargs)
+    load_checkpoint(run_dir / "best.pt", model)
+    return history
+
+
+def _run_epoch(trainer: _Trainer, loaders: tuple, epoch: int, metrics_fn: Callable | None, monitor: str) -> dict:
+    """Train one epoch, then validate: one history row. ``loaders`` are the original train loader and the
+    train and validation loaders as this process iterates them; seeding makes every process shuffle alike."""
+    cfg, (original, train_loader, val_loader) = trainer.cfg, loaders
+    start = time.perf_counter()
+    _seed_loader(train_loader if callable(getattr(train_loader, "seed", None)) else original, cfg.seed + epoch)
+    row = {"epoch": epoch, **trainer.train_epoch(train_loader, epoch)}
+    val = ({"loss": math.nan, "acc": math.nan} if val_loader is None else
+           evaluate(trainer.eval_model, val_loader, trainer.val_loss_fn, cfg.amp, cfg.channels_last,
+                    metrics_fn=metrics_fn, parallel=trainer.parallel))
+    row.update(val_loss=val.pop("loss"), val_acc=val.pop("acc"))
+    row.update({k: v for k, v in val.items() if k != "n"})
+    row["time_s"] = time.perf_counter() - start
+    if monitor not in row:
+        raise KeyError(f"monitor={cfg.monitor!r} is not a history column; columns are {list(row)}.")
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+@dataclass(frozen=True)
+class Stage:
+    """A stretch of training with its own freezing and settings: ``freeze`` is a policy over the backbone
+    (:mod:`helpers.models.freezing`), ``trainable`` optionally limits what trains outside it (parameter-name
+    prefixes, e.g. ``("gender_head.",)``), ``overrides`` replaces ``TrainConfig`` fields for this stage (lr,
+    param_groups, scheduler, monitor, early_stopping...), ``loss`` names the loss function (a key of the
+    ``losses`` given to :func:`fit_stages`; None: the default) and ``data`` the loaders and metrics when
+    those are given as mappings (a stage on one task's data, another on both)."""
+
+    name: str
+    epochs: int
+    freeze: freezing.Policy = "full"
+    trainable: tuple[str, ...] | None = None
+    overrides: Mapping = field(default_factory=dict)
+    loss: str | None = None
+    data: str | None = None
+
+
+def _for_stage(value, stage: Stage):
+    """``value``, or its entry for ``stage.data`` when it is a mapping (loaders or metrics per stage)."""
+    return value[stage.data] if isinstance(value, Mapping) else value
+
+
+def fit_stages(model: nn.Module, train_loader, val_loader, cfg: TrainConfig, run_dir: str | Path,
+               stages: Sequence[Stage], losses: Mapping[str, Callable] | None = None, resume: bool = False,
+               metrics_fn=None, meta: Mapping | None = None) -> pd.DataFrame:
+    """Train in stages (e.g. the head alone for 3 epochs, then the last 15 layers too), each one
+    :func:`fit` in ``run_dir/stage_<i>`` with a fresh optimizer and schedule over the parameters then
+    trainable, starting from the previous stage's final weights; ``resume=True`` skips finished stages and
+    continues the interrupted one. ``train_loader``, ``val_loader`` and ``metrics_fn`` may be mappings keyed by
+    ``Stage.data``. Afterwards ``model`` holds the best weights of the whole run by ``cfg.monitor`` (over the
+    stages that monitor it), also saved as ``run_dir/best.pt``. Returns the joined history (epochs numbered
+    on, plus ``stage``, ``stage_name`` and ``monitor`` columns), also written as ``run_dir/history.csv``."""
+    run_dir, histories, done = Path(run_dir), [], 0
+    for i, stage in enumerate(stages, 1):
+        freezing.freeze(model, stage.freeze, stage.trainable)
+        stage_cfg = replace(cfg, **{"epochs": stage.epochs, "seed": cfg.seed + done, **stage.overrides})
+        stage_dir = run_dir / f"stage_{i}"
+        history = fit(model, _for_stage(train_loader, stage), _for_stage(val_loader, stage), stage_cfg, stage_dir,
+                      (losses or {}).get(stage.loss), resume=resume and (stage_dir / "last.pt").is_file(),
+                      metrics_fn=_for_stage(metrics_fn, stage), meta={**dict(meta or {}), "stage": asdict(stage)})
+        histories.append(history.assign(epoch=history["epoch"] + done, stage=i, stage_name=stage.name,
+                                        monitor=stage_cfg.monitor))
+        done += len(history)
+    joined = pd.concat(histories, ignore_index=True)
+    if distributed.context(cfg.device).is_main:
+        _restore_overall_best(model, joined, cfg, run_dir)
+        atomic_write(run_dir / "history.csv", lambda tmp: joined.to_csv(tmp, index=False))
+    return joined
+
+
+def _restore_overall_best(model: nn.Module, history: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> None:
+    """Load the best stage's ``best.pt`` into ``model`` and link it as ``run_dir/best.pt`` (a hard link: no
+    second copy on disk), its stage and epoch in ``run_dir/best.json``."""
+    candidates = history[history["monitor"] == cfg.monitor]
+    if candidates.empty:
+        raise ValueError(f"No stage monitors {cfg.monitor!r}; the overall best checkpoint is undefined.")
+    column = candidates[cfg.monitor]
+    row = candidates.loc[column.idxmin() if cfg.mode == "min" else column.idxmax()]
+    source = run_dir / f"stage_{int(row['stage'])}" / "best.pt"
+    load_checkpoint(source, model)
+    checkpoint.write_json(run_dir / "best.json", {"stage": int(row["stage"]), "epoch": int(row["epoch"]),
+                                                  cfg.monitor: float(row[cfg.monitor])})
+    atomic_write(run_dir / "best.pt", lambda tmp: _link_or_copy(source, tmp))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, target)

@@ -166,16 +166,37 @@ def scan(root_or_paths: str | Path | Iterable[str | Path], decode: bool = True,
     return report
 
 
-def _header_fault(path) -> str | None:
+# path -> (st_size, st_mtime_ns, fault or None): header checks done by this process.
+_HEADER_CACHE: dict[str, tuple[int, int, str | None]] = {}
+
+
+def _header_fault(path: str | Path) -> str | None:
+    """Why ``path`` fails the header check (``None``: it passes); remembered while its size and mtime stay."""
+    key = str(path)
     try:
-        _open(path, decode=False).close()
+        stat = os.stat(key)
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None
+    cached = _HEADER_CACHE.get(key)
+    if stamp is not None and cached is not None and cached[:2] == stamp:
+        return cached[2]
+    try:
+        _open(key, decode=False).close()
+        fault = None
     except BadImageError as err:
-        return err.reason
-    return None
+        fault = err.reason
+    if stamp is not None:
+        _HEADER_CACHE[key] = (*stamp, fault)
+    return fault
 
 
 def verify_headers(paths: Iterable, progress: bool = True, threads: int = 8) -> tuple[list, dict]:
-    """Cheap check (non-empty file with a readable header, no decode): ``(ok_paths, {bad_path: reason})``."""
+    """Cheap check (non-empty file with a readable header, no decode): ``(ok_paths, {bad_path: reason})``.
+
+    Results are remembered per file for the process (keyed by path, size and mtime from one ``os.stat``), so
+    another dataset over the same files opens none of them, while a replaced file is checked again.
+    """
     paths = list(paths)
     with ThreadPoolExecutor(threads) as pool:
         faults = list(tqdm(pool.map(_header_fault, paths), total=len(paths), desc="check headers",

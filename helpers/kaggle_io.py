@@ -3,6 +3,9 @@
 The ``kaggle`` package authenticates when it is imported and exits without credentials, so it is never
 imported here: the CLI runs in a subprocess. Competition downloads arrive as zips without ``--unzip``;
 :func:`safe_unzip` extracts them and refuses entries that would land outside the target folder.
+A download is built in a hidden ``.partial-<slug>-*`` folder beside its destination (readers skip hidden
+folders), gets a ``MARKER`` file once complete and is then renamed into place, so an interrupted run never
+leaves a partial tree where a later run would accept it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm.auto import tqdm
@@ -55,6 +59,13 @@ class KaggleCLIError(RuntimeError):
     """The kaggle CLI returned a non-zero exit status."""
 
 
+class IncompleteDownloadError(RuntimeError):
+    """A download destination holds files but no completion marker (an interrupted download)."""
+
+
+MARKER = ".faces-download.json"  # written into a download folder once it is complete
+
+
 @dataclass(frozen=True)
 class CredentialStatus:
     """Which credential sources are present (descriptions only, never values)."""
@@ -86,7 +97,7 @@ _CELEBA_NOTE = (
 )
 _UTKFACE_NOTE = (
     "The archive holds the same faces several times (UTKFace/, crop_part1/, utkface_aligned_cropped/); "
-    "keep UTKFace/ and delete the other folders, or the reader counts faces twice."
+    "the reader reads only UTKFace/ and reports the files of the other folders as ignored."
 )
 _ADIENCE_NOTE = (
     "Files arrive inside a wrapper folder (AdienceBenchmarkGenderAndAgeClassification/); "
@@ -109,11 +120,9 @@ SOURCES: dict[str, tuple[Source, ...]] = {
         Source("competition", constants.HW2P2_VER, subdir=constants.HW2P2_VER),
     ),
     "cs405": (Source("competition", constants.CS405_SLUG),),
-    "celeba": (Source("dataset", "jessicali9530/celeba-dataset", note=_CELEBA_NOTE),),
-    "utkface": (Source("dataset", "jangedoo/utkface-new", note=_UTKFACE_NOTE),),
-    "adience": (
-        Source("dataset", "ttungl/adience-benchmark-gender-and-age-classification", note=_ADIENCE_NOTE),
-    ),
+    "celeba": (Source("dataset", constants.KAGGLE_DATASETS["celeba"], note=_CELEBA_NOTE),),
+    "utkface": (Source("dataset", constants.KAGGLE_DATASETS["utkface"], note=_UTKFACE_NOTE),),
+    "adience": (Source("dataset", constants.KAGGLE_DATASETS["adience"], note=_ADIENCE_NOTE),),
     "fairface": (Source("manual", note=_FAIRFACE_NOTE),),
     "facecom": (Source("manual", note=_FACECOM_NOTE),),
 }
@@ -240,27 +249,64 @@ def _has_content(folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def is_complete(folder: str | Path) -> bool:
+    """True when ``folder`` is a finished download (it holds the ``MARKER`` written by :func:`download`)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def _fetch_into(tree: Path, slug: str, kind: str) -> int:
+    """Download ``slug`` with the CLI beside ``tree`` and unzip it into ``tree``; returns the file count."""
+    zips = tree.parent / "zips"
+    zips.mkdir()
+    flag = ["competitions", "download", "-c"] if kind == "competition" else ["datasets", "download", "-d"]
+    run_cli([*flag, slug, "-p", str(zips)], slug)
+    tree.mkdir()
+    for path in sorted(zips.iterdir()):
+        if path.suffix == ".zip":
+            safe_unzip(path, tree)
+            path.unlink()
+        else:
+            shutil.move(str(path), tree / path.name)
+    return sum(len(files) for _, _, files in os.walk(tree))
+
+
+def _move_into_place(tree: Path, dest: Path, old: Path) -> None:
+    """Rename the finished ``tree`` to ``dest``; an existing ``dest`` is first renamed to ``old`` (hidden)."""
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tree, dest)
+
+
 def download(slug: str, dest: Path, kind: str = "competition", force: bool = False) -> Path:
-    """Download a Kaggle competition or dataset into ``dest`` and unzip it (skipped if ``dest`` has files)."""
+    """Download a Kaggle competition or dataset and unzip it into ``dest``; skipped when ``dest`` is complete.
+
+    The files are fetched and extracted in a hidden ``.partial-<slug>-*`` folder beside ``dest``, marked
+    complete, then renamed to ``dest`` (``force=True`` replaces an existing ``dest`` only at that point). A
+    non-empty ``dest`` without the marker raises :class:`IncompleteDownloadError`.
+    """
     dest = Path(dest)
     if kind not in ("competition", "dataset"):
         raise ValueError(f"kind={kind!r}; use 'competition' or 'dataset'.")
-    if _has_content(dest) and not force:
-        print(f"{dest} already has files; skipping the download of {slug} (force=True downloads again).")
+    if is_complete(dest) and not force:
+        print(f"{dest} is complete; skipping the download of {slug} (force=True downloads again).")
         return dest
+    if _has_content(dest) and not force:
+        raise IncompleteDownloadError(
+            f"{dest} has files but no {MARKER}: it looks like an interrupted download of {slug}. Delete the "
+            f"folder and run again, or pass force=True to download again (the folder is replaced only once the "
+            f"new download is complete). If you put complete data there yourself, skip the download.")
     require_credentials()
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".kaggle-", dir=dest.parent) as tmp:
-        if kind == "competition":
-            run_cli(["competitions", "download", "-c", slug, "-p", tmp], slug)
-        else:
-            run_cli(["datasets", "download", "-d", slug, "-p", tmp], slug)
-        for path in sorted(Path(tmp).iterdir()):
-            if path.suffix == ".zip":
-                safe_unzip(path, dest)
-                path.unlink()
-            else:
-                shutil.move(str(path), dest / path.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    safe_slug = re.sub(r"[^\w.-]", "-", slug)
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{safe_slug}-", dir=dest.parent))
+    try:
+        tree = partial / "tree"
+        count = _fetch_into(tree, slug, kind)
+        utc = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        (tree / MARKER).write_text(json.dumps({"slug": slug, "kind": kind, "utc": utc, "files": count}) + "\n")
+        _move_into_place(tree, dest, partial / "old")
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return dest
 
 

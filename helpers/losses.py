@@ -15,12 +15,13 @@ and the few hard ones get very large gradients. With few classes that trains wor
 16-30 for tens to hundreds of identities (on the 24-identity demo twin, nearest-centre dev accuracy after
 8 epochs: 81% at s=16, 78% at 30, 70% at 64) and keep ``m=0.5`` (lower it to 0.2-0.3 if training stalls).
 
-With :class:`ArcFaceModel` the model's outputs are the cosines to the class centres, so ``engine.fit``'s
-accuracy (argmax of the outputs) is the nearest-centre accuracy; pass ``loss_fn=model.loss``.
+With ``helpers.models.arcface.ArcFaceModel`` the model's outputs are the cosines to the class centres, so
+``engine.fit``'s accuracy (argmax of the outputs) is the nearest-centre accuracy; pass ``loss_fn=model.loss``.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class ArcFace(nn.Module):
             return self.s * cosine.scatter(1, labels[:, None], target)
 
     def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor, return_logits: bool = False):
-        """The ArcFace loss from precomputed cosines (what :class:`ArcFaceModel` outputs)."""
+        """The ArcFace loss from precomputed cosines (what ``helpers.models.arcface.ArcFaceModel`` outputs)."""
         logits = self.margin_logits(cosine, labels)
         loss = F.cross_entropy(logits, labels.long(), label_smoothing=self.label_smoothing)
         return (loss, logits) if return_logits else loss
@@ -98,55 +99,32 @@ def _check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return labels
 
 
-class ArcFaceModel(nn.Module):
-    """A backbone, an embedding head and ArcFace's class centres, trained by
-    ``engine.fit(model, ..., loss_fn=model.loss)``.
-
-    ``forward`` returns ``cos(theta)`` to every class centre (B, num_classes), so the engine's accuracy is
-    the nearest-centre accuracy and the centres are saved in the model's checkpoint. ``model.embedder``
-    (backbone then head, sharing their weights) gives the embeddings for verification. Parameter names
-    start with ``backbone.``, ``head.`` and ``arcface.``, as in ``backbones.FaceClassifier``, so the same
-    ``param_groups`` prefixes work for both.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module, arcface: ArcFace):
-        super().__init__()
-        self.backbone, self.head, self.arcface = backbone, head, arcface
-
-    @property
-    def embedder(self) -> nn.Sequential:
-        return nn.Sequential(self.backbone, self.head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.arcface.cosine(self.head(self.backbone(x)))
-
-    def loss(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """ArcFace loss on this model's outputs (a method, so the engine does not register the centres twice)."""
-        return self.arcface.loss_from_cosine(cosine, labels)
-
-
 class MultiTaskLoss(nn.Module):
     """Weighted sum of the gender, race and age losses of a multi-task model's dict outputs.
 
-    Targets are a dict ``{gender, race, age, age_years}`` (``helpers.multitask.make_loaders``). gender:
-    cross-entropy; race: cross-entropy weighted by ``race_weights`` (e.g. ``helpers.multitask.race_weights``
+    Targets are a dict ``{gender, race, age, age_years}`` (``helpers.attributes.make_loaders``). gender:
+    cross-entropy; race: cross-entropy weighted by ``race_weights`` (e.g. ``helpers.attributes.race_weights``
     of the training split, against race imbalance); age: L1 on years divided by the ``age_range`` width
     (the seed's range-normalised MAE, ``age_mode="regression"``) or cross-entropy over the 9 age bins
-    (``"classification"``). ``weights`` scales each task (default 1 each). Every task is computed in fp32;
-    after each call ``last`` holds each task's loss (detached) for logging.
+    (``"classification"``). ``weights`` scales each task (default 1 each). ``tasks`` picks the tasks summed
+    (default all three; e.g. ``("gender", "age")`` for Adience, which has no race label); only their outputs
+    and targets are needed. Every task is computed in fp32; after each call ``last`` holds each task's loss
+    (detached) for logging.
     """
 
     TASKS = ("gender", "race", "age")
 
     def __init__(self, weights: dict[str, float] | None = None, race_weights: torch.Tensor | None = None,
                  age_mode: str = "regression", age_range: tuple[float, float] = (0.0, 100.0),
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, tasks: Sequence[str] = TASKS):
         super().__init__()
-        unknown = set(weights or {}) - set(self.TASKS)
-        if unknown or age_mode not in ("regression", "classification"):
-            raise ValueError(f"MultiTaskLoss: weights keys must be among {self.TASKS} (got {sorted(unknown)})"
-                             f" and age_mode 'regression' or 'classification' (got {age_mode!r}).")
-        self.weights = {**dict.fromkeys(self.TASKS, 1.0), **(weights or {})}
+        unknown = (set(weights or {}) | set(tasks)) - set(self.TASKS)
+        if unknown or not tasks or age_mode not in ("regression", "classification"):
+            raise ValueError(f"MultiTaskLoss: tasks and weights keys must be among {self.TASKS} (got "
+                             f"{sorted(unknown) or list(tasks)}) and age_mode 'regression' or 'classification' "
+                             f"(got {age_mode!r}).")
+        self.tasks = tuple(tasks)
+        self.weights = {**dict.fromkeys(self.tasks, 1.0), **(weights or {})}
         self.age_mode, self.age_scale = age_mode, float(age_range[1] - age_range[0])
         self.label_smoothing = label_smoothing
         self.register_buffer("race_weights", None if race_weights is None else
@@ -160,21 +138,24 @@ class MultiTaskLoss(nn.Module):
         return F.cross_entropy(logits.float(), labels.long(), weight=weight,
                                label_smoothing=self.label_smoothing)
 
+    def _age(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.age_mode == "regression":
+            return F.l1_loss(outputs["age"].float(), targets["age_years"].float()) / self.age_scale
+        return self._cross_entropy(outputs["age"], targets["age"])
+
     def components(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict:
-        """Each task's unweighted loss, ``{gender, race, age}``."""
-        missing = [f"outputs[{k!r}]" for k in self.TASKS if k not in outputs]
-        missing += [f"targets[{k!r}]" for k in (*self.TASKS, "age_years") if k not in targets]
+        """Each task's unweighted loss, e.g. ``{gender, race, age}``."""
+        years = ["age_years"] if "age" in self.tasks and self.age_mode == "regression" else []
+        missing = [f"outputs[{k!r}]" for k in self.tasks if k not in outputs]
+        missing += [f"targets[{k!r}]" for k in (*self.tasks, *years) if k not in targets]
         if missing:
-            raise KeyError(f"MultiTaskLoss: missing {missing}. The model must return {list(self.TASKS)} and "
-                           "the targets be {gender, race, age, age_years} (helpers.multitask.make_loaders).")
-        with torch.autocast(outputs["gender"].device.type, enabled=False):
-            if self.age_mode == "regression":
-                age = F.l1_loss(outputs["age"].float(), targets["age_years"].float()) / self.age_scale
-            else:
-                age = self._cross_entropy(outputs["age"], targets["age"])
-            return {"gender": self._cross_entropy(outputs["gender"], targets["gender"]),
-                    "race": self._cross_entropy(outputs["race"], targets["race"], self.race_weights),
-                    "age": age}
+            raise KeyError(f"MultiTaskLoss: missing {missing}. The model must return {list(self.tasks)} and "
+                           f"the targets be {[*self.tasks, *years]} (helpers.attributes.make_loaders).")
+        losses = {"gender": lambda: self._cross_entropy(outputs["gender"], targets["gender"]),
+                  "race": lambda: self._cross_entropy(outputs["race"], targets["race"], self.race_weights),
+                  "age": lambda: self._age(outputs, targets)}
+        with torch.autocast(outputs[self.tasks[0]].device.type, enabled=False):
+            return {task: losses[task]() for task in self.tasks}
 
     def forward(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = self.components(outputs, targets)

@@ -96,29 +96,28 @@ def image_grid(
 
 def preview_grid(
     image: Image.Image | str | Path,
-    recipe: str,
-    image_size: int | None = None,
+    augment: str,
+    image_size: int,
     n: int = 8,
     ncols: int = 8,
     seed: int | None = 0,
+    norm: str = "imagenet",
 ) -> Figure:
-    """The original image followed by ``n`` train-time augmentations of ``recipe``."""
+    """The original image followed by ``n`` train-time augmentations of level ``augment``."""
     original = image if isinstance(image, Image.Image) else load_rgb(image)
-    views = transforms.preview(original, recipe, image_size, n=n, seed=seed)
-    fig = image_grid([original, *views], ["original", *(f"{recipe} #{i + 1}" for i in range(n))], ncols=ncols)
-    fig.suptitle(f"train augmentation '{recipe}'", fontsize=10)
+    views = transforms.preview(original, augment, image_size, n=n, seed=seed, norm=norm)
+    fig = image_grid([original, *views], ["original", *(f"{augment} #{i + 1}" for i in range(n))], ncols=ncols)
+    fig.suptitle(f"train augmentation '{augment}'", fontsize=10)
     return fig
 
 
-def steps_grid(
-    image: Image.Image | str | Path, recipe: str, image_size: int | None = None, n: int = 4, seed: int = 0
-) -> Figure:
-    """One row per augmentation step of ``recipe`` (each applied alone), ``n`` draws per row."""
-    previews = transforms.step_previews(image, recipe, image_size, n=n, seed=seed)
+def steps_grid(image: Image.Image | str | Path, augment: str, image_size: int, n: int = 4, seed: int = 0) -> Figure:
+    """One row per random step of level ``augment`` (each applied alone), ``n`` draws per row."""
+    previews = transforms.step_previews(image, augment, image_size, n=n, seed=seed)
     images = [view for views in previews.values() for view in views]
     titles = [f"{name} #{i + 1}" for name, views in previews.items() for i in range(len(views))]
     fig = image_grid(images, titles, ncols=n)
-    fig.suptitle(f"'{recipe}' steps one at a time", fontsize=10)
+    fig.suptitle(f"'{augment}' steps one at a time", fontsize=10)
     return fig
 
 

@@ -37,11 +37,35 @@ def record(notebook: str, model: str, metrics: dict, settings: dict | None = Non
     return entry
 
 
-def load(profile: str | None = None) -> pd.DataFrame:
-    """All registry entries as a flat table (metrics and timing as columns), newest last."""
+def entries(profile: str | None = None) -> list[dict]:
+    """Every registry entry as recorded (nested ``metrics``, ``settings``, ``timing``), oldest first; only
+    ``profile``'s when given."""
     path = registry_path()
     if not path.is_file():
-        return pd.DataFrame()
+        return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if profile is None or row["profile"] == profile]
+
+
+def load(profile: str | None = None) -> pd.DataFrame:
+    """All registry entries as a flat table (metrics and timing as columns), newest last."""
+    rows = entries()
+    if not rows:
+        return pd.DataFrame()
     table = pd.json_normalize(rows)
     return table if profile is None else table[table["profile"] == profile]
+
+
+def latest(notebooks: list[str], metrics: list[str], timing: list[str] = (),
+           profile: str | None = None) -> pd.DataFrame:
+    """The newest registry entry of each of ``notebooks`` (this profile by default): model, the given metrics
+    and timing columns, and when it was recorded."""
+    table = load(profile or config.profile().name)
+    if table.empty:
+        return table
+    rows = table[table["notebook"].isin(notebooks)].groupby("notebook").tail(1).set_index("notebook")
+    columns = {"model": rows["model"], "recorded": rows["time"]}
+    columns.update({name: rows.get(f"metrics.{name}") for name in metrics})
+    columns.update({name: rows.get(f"timing.{name}") for name in timing})
+    return pd.DataFrame({k: v for k, v in columns.items() if v is not None}).reindex(
+        [n for n in notebooks if n in rows.index])

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import shlex
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
 from helpers.datasets import constants
+from helpers.files import atomic_write, fresh_path
 
 
 class SubmissionError(ValueError):
@@ -152,32 +150,13 @@ def validate(df: pd.DataFrame, spec: Spec, expected_ids: Sequence | None = None,
         _check_score(labels, spec)
 
 
-def _new_path(out_dir: Path, task: str) -> Path:
-    """Claim a fresh ``<task>_<stamp>[-i].csv`` by creating it exclusively (never reuses a name)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = out_dir / f"{task}_{stamp}{'' if i == 0 else f'-{i}'}.csv"
-        try:
-            path.open("x").close()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"Could not find a free file name for {task} in {out_dir}")
-
-
-def _write(df: pd.DataFrame, spec: Spec, out_dir: str | Path) -> Path:
-    """Write ``df`` to a new timestamped file through a temporary file and ``os.replace``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = _new_path(out_dir, spec.task)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.stem}.", suffix=".tmp")
+def write_csv(df: pd.DataFrame, stem: str, out_dir: str | Path) -> Path:
+    """Write ``df`` to a new ``out_dir/<stem>_<timestamp>.csv`` (claimed exclusively, then filled atomically):
+    an earlier submission is never overwritten."""
+    path = fresh_path(out_dir, stem, ".csv")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         raise
     print(f"Wrote {len(df)} rows to {path}")
@@ -199,7 +178,7 @@ def write_hw2p2_classification(ids: Sequence[str], labels: Sequence[int], out_di
     spec = replace(HW2P2_CLASSIFICATION, num_classes=num_classes)
     df = _frame(spec, ids, labels)
     validate(df, spec, expected_ids, sample=sample)
-    return _write(df, spec, out_dir)
+    return write_csv(df, spec.task, out_dir)
 
 
 def write_hw2p2_verification(ids: Sequence[int], labels: Sequence[str], out_dir: str | Path,
@@ -208,7 +187,7 @@ def write_hw2p2_verification(ids: Sequence[int], labels: Sequence[str], out_dir:
     ``n000000`` (no correspondence)."""
     df = _frame(HW2P2_VERIFICATION, ids, labels)
     validate(df, HW2P2_VERIFICATION, expected_ids, vocabulary=[*vocabulary, constants.HW2P2_NO_MATCH])
-    return _write(df, HW2P2_VERIFICATION, out_dir)
+    return write_csv(df, HW2P2_VERIFICATION.task, out_dir)
 
 
 def write_hw2p2_pairs(ids: Sequence[int], scores: Sequence[float], out_dir: str | Path,
@@ -216,7 +195,7 @@ def write_hw2p2_pairs(ids: Sequence[int], scores: Sequence[float], out_dir: str 
     """HW2P2 pairs variant: ``ID`` the pair's position in test_pairs.txt, ``Label`` its similarity."""
     df = _frame(HW2P2_PAIRS, ids, scores)
     validate(df, HW2P2_PAIRS, expected_ids)
-    return _write(df, HW2P2_PAIRS, out_dir)
+    return write_csv(df, HW2P2_PAIRS.task, out_dir)
 
 
 def write_cs405(image_names: Sequence[str], identity_labels: Sequence[str], out_dir: str | Path,
@@ -225,7 +204,7 @@ def write_cs405(image_names: Sequence[str], identity_labels: Sequence[str], out_
     """CS 405: ``image_name`` the test file name, ``label`` an identity name like n008171."""
     df = _frame(CS405, image_names, identity_labels)
     validate(df, CS405, expected_ids, vocabulary=vocabulary, sample=sample)
-    return _write(df, CS405, out_dir)
+    return write_csv(df, CS405.task, out_dir)
 
 
 CLASSIFICATION_SLUGS = {"cs405": constants.CS405_SLUG, "hw2p2": constants.HW2P2_CLS}

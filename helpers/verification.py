@@ -11,7 +11,10 @@ at once.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import engine, metrics
-from helpers.datasets import FaceDataset, make_loader
+from helpers import checkpoint, config, data, engine, metrics
 from helpers.datasets.constants import HW2P2_NO_MATCH
+from helpers.losses import ArcFace
+from helpers.models import backbones, heads
+from helpers.models.arcface import ArcFaceModel
 
 METRICS = ("cosine", "euclidean")
 GALLERY_MODES = ("mean", "best")
@@ -46,25 +51,24 @@ def embed(model: nn.Module, loader: Iterable, flip_tta: bool = True, amp: str = 
           progress: bool = True) -> torch.Tensor:
     """Embeddings (N, D) of every image in ``loader`` (float32, CPU), L2-normalised unless ``normalize=False``.
 
-    ``model`` maps images to vectors: an embedding model, or ``heads.PreLogits(classifier)``. Batches are
-    embedded one at a time in eval mode (``engine.predict``); ``flip_tta`` averages image and mirror.
+    ``model`` maps images to vectors: an embedding model, or a classifier's backbone. Batches are embedded
+    one at a time in eval mode (``engine.predict``); ``flip_tta`` averages image and mirror.
     """
-    outputs = engine.predict(FlipTTA(model) if flip_tta else model, loader, amp=amp, progress=progress)
+    wrapped = FlipTTA(model).train(model.training) if flip_tta else model  # predict restores the model's mode
+    outputs = engine.predict(wrapped, loader, amp=amp, progress=progress)
     if outputs.ndim != 2:
         raise ValueError(f"The model returned outputs of shape {tuple(outputs.shape)}; an embedder returns (B, D).")
     return F.normalize(outputs, dim=1) if normalize else outputs
 
 
-def embed_paths(model: nn.Module, paths: Sequence[str], transform, batch_size: int = 64, flip_tta: bool = True,
-                amp: str = "auto", normalize: bool = True, num_workers: int | None = None,
-                progress: bool = True) -> torch.Tensor:
-    """Embeddings of image files, row ``i`` for ``paths[i]``; ``transform`` is the eval transform."""
-    paths = list(paths)
-    dataset = FaceDataset(pd.DataFrame({"path": paths}), transform, target=None)
-    if len(dataset) != len(paths):
-        raise ValueError(f"{len(paths) - len(dataset)} of {len(paths)} images could not be opened (see the "
-                         "warning above); remove or replace them, as every image needs an embedding.")
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers)
+def embed_paths(model: nn.Module, paths: Sequence[str], image_size: int, norm: str = "imagenet",
+                batch_size: int = 64, flip_tta: bool = True, amp: str = "auto", normalize: bool = True,
+                num_workers: int | None = None, progress: bool = True) -> torch.Tensor:
+    """Embeddings of image files, row ``i`` for ``paths[i]`` (eval transform at ``image_size``); an unreadable
+    file is an error naming it, since every image needs its own embedding."""
+    frame = pd.DataFrame({"path": list(paths)})
+    loader = data.loader(frame, image_size, batch_size, train=False, target=None, norm=norm,
+                         num_workers=num_workers)
     return embed(model, loader, flip_tta=flip_tta, amp=amp, normalize=normalize, progress=progress)
 
 
@@ -93,13 +97,14 @@ def image_paths(*frames: pd.DataFrame) -> list[str]:
     return list(pd.unique(pd.concat(columns, ignore_index=True).astype(str))) if columns else []
 
 
-def embed_store(model: nn.Module, paths: Iterable[str], transform, batch_size: int = 64, flip_tta: bool = True,
-                amp: str = "auto", normalize: bool = False, progress: bool = True) -> EmbeddingStore:
+def embed_store(model: nn.Module, paths: Iterable[str], image_size: int, norm: str = "imagenet",
+                batch_size: int = 64, flip_tta: bool = True, amp: str = "auto", normalize: bool = False,
+                progress: bool = True) -> EmbeddingStore:
     """Embed every distinct path once. Raw vectors by default (``normalize=False``), so that Euclidean scores
     see the model's own geometry; cosine scores normalise anyway."""
     unique = list(pd.unique(pd.Series(list(paths), dtype=str)))
-    return EmbeddingStore(unique, embed_paths(model, unique, transform, batch_size, flip_tta, amp, normalize,
-                                              progress=progress))
+    return EmbeddingStore(unique, embed_paths(model, unique, image_size, norm, batch_size, flip_tta, amp,
+                                              normalize, progress=progress))
 
 
 # ---------------------------------------------------------------------------------------------------- scores
@@ -217,15 +222,17 @@ def cross_validated_accuracy(nearest: Sequence[str], scores: Sequence[float], tr
                              seed: int = 0) -> float:
     """Open-set accuracy with the threshold chosen on the other folds (stratified by known/unknown), so the
     number is not flattered by choosing and scoring on the same queries."""
-    from sklearn.model_selection import StratifiedKFold
-
     nearest, truth = np.asarray(nearest, dtype=str), np.asarray(truth, dtype=str)
     scores = np.asarray(scores, dtype=np.float64)
-    right = np.zeros(len(truth), dtype=bool)
-    for fit, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores, truth == HW2P2_NO_MATCH):
-        threshold, _, _ = choose_threshold(nearest[fit], scores[fit], truth[fit])
-        right[test] = np.where(scores[test] >= threshold, nearest[test], HW2P2_NO_MATCH) == truth[test]
-    return float(right.mean())
+
+    def choose(fit: np.ndarray) -> float:
+        return choose_threshold(nearest[fit], scores[fit], truth[fit])[0]
+
+    def right(test: np.ndarray, threshold: float) -> np.ndarray:
+        return np.where(scores[test] >= threshold, nearest[test], HW2P2_NO_MATCH) == truth[test]
+
+    accuracies, _ = metrics.cross_validate_threshold(truth == HW2P2_NO_MATCH, choose, right, folds, seed)
+    return float(np.mean(accuracies))
 
 
 def open_set_report(store: EmbeddingStore, known: pd.DataFrame, queries: pd.DataFrame, metric: str = "cosine",
@@ -269,14 +276,6 @@ def store_pair_scores(store: EmbeddingStore, pairs: pd.DataFrame, metric: str = 
     return pair_scores(store[pairs["path1"]], store[pairs["path2"]], metric).numpy().astype(np.float64)
 
 
-def score_pairs(model: nn.Module, pairs: pd.DataFrame, transform, metric: str = "cosine", batch_size: int = 64,
-                flip_tta: bool = True, amp: str = "auto") -> np.ndarray:
-    """The score of every pair of a pairs file (columns ``path1``, ``path2``); each image is embedded once."""
-    _check_pairs(pairs)
-    store = embed_store(model, pd.concat([pairs["path1"], pairs["path2"]]), transform, batch_size, flip_tta, amp)
-    return store_pair_scores(store, pairs, metric)
-
-
 # ------------------------------------------------------------------------------------------------ comparison
 
 def compare(stores: Mapping[str, EmbeddingStore], known: pd.DataFrame, queries: pd.DataFrame,
@@ -293,3 +292,50 @@ def compare(stores: Mapping[str, EmbeddingStore], known: pd.DataFrame, queries: 
                 row.update({f"pairs_{key}": value for key, value in report.items()})
             rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "metric"])
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+def init_backbone(run_dir: Path, drop_path_rate: float = 0.0) -> tuple[nn.Module, backbones.ModelInfo]:
+    """The backbone of a notebook-03 run (its best checkpoint, EMA weights when it kept them), built from the
+    model and norm its ``config.json`` recorded."""
+    meta = json.loads(next(run_dir.glob("**/config.json")).read_text())["meta"]
+    backbone, info = backbones.create_backbone(meta["model"], norm=meta["norm"], drop_path_rate=drop_path_rate)
+    weights = checkpoint.model_weights(checkpoint.load_checkpoint(run_dir / "best.pt"))
+    backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in weights.items() if k.startswith("backbone.")})
+    return backbone, info
+
+
+def build_models(recipe, num_classes: int, init_dir: Path | None = None,
+                 ) -> tuple[backbones.FaceClassifier, ArcFaceModel]:
+    """``(softmax, arcface)`` for notebook 07: the same starting backbone (random, or ``init_dir``'s
+    notebook-03 weights) under a linear softmax head, and under the embedding head with ArcFace's centres."""
+    def backbone() -> tuple[nn.Module, backbones.ModelInfo]:
+        config.seed_everything(recipe.train.seed)
+        if init_dir is None:
+            return backbones.create_backbone(recipe.backbone, drop_path_rate=recipe.drop_path_rate)
+        return init_backbone(init_dir, recipe.drop_path_rate)
+
+    trunk, info = backbone()
+    softmax = backbones.FaceClassifier(trunk, heads.LinearHead(trunk.num_features, num_classes), info)
+    trunk, _ = backbone()
+    arcface = ArcFaceModel(trunk, heads.EmbeddingHead(trunk.num_features, recipe.embedding_dim, recipe.dropout),
+                           ArcFace(recipe.embedding_dim, num_classes, s=recipe.s, m=recipe.m,
+                                   easy_margin=recipe.easy_margin))
+    return softmax, arcface
+
+
+def train_config(recipe, init_dir: Path | None) -> engine.TrainConfig:
+    """The recipe's ``TrainConfig``; the body trains at ``backbone_lr_scale`` only when fine-tuning."""
+    scale = recipe.backbone_lr_scale
+    return replace(recipe.train, param_groups={"backbone.": scale} if init_dir is not None and scale != 1 else {})
+
+
+def train(models: Mapping[str, nn.Module], loaders: Mapping, recipe, run_dir: Path, resume: bool = False,
+          init_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Fit each model (``softmax``, ``arcface``) in ``run_dir/<name>`` for the same epochs from the same start,
+    the ArcFace model with its margin loss; each ends on its best checkpoint."""
+    cfg, meta = train_config(recipe, init_dir), {**recipe.record(), "init_from": str(init_dir)}
+    return {name: engine.fit_best(model, loaders["train"], loaders["dev"], cfg, run_dir / name, resume,
+                                  loss_fn=getattr(model, "loss", None), meta=meta)
+            for name, model in models.items()}

@@ -1,4 +1,5 @@
-"""Test session settings: the demo profile, and run/submission outputs kept out of the user's folders."""
+"""Test session settings: the demo profile, every output root (data, cache, runs, submissions) kept out of the
+checkout and the user's folders, and ``--runslow`` for the tests marked ``slow``."""
 import os
 from pathlib import Path
 
@@ -8,15 +9,38 @@ import torch
 from helpers import config
 
 os.environ["FACES_PROFILE"] = "demo"
+OUTPUT_ROOTS = {"FACES_DATA": "data", "FACES_CACHE": "cache", "FACES_RUNS": "runs",
+                "FACES_SUBMISSIONS": "submissions"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the tests marked slow (minutes of CPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: needs --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_outputs(tmp_path_factory):
-    """Send runs and submissions of the whole session to a temporary folder."""
+    """Send data (the demo twin, written there on first use), caches, runs and submissions of the whole
+    session to a temporary folder, so that no test writes into the checkout."""
     out = tmp_path_factory.mktemp("outputs")
-    os.environ["FACES_RUNS"] = str(out / "runs")
-    os.environ["FACES_SUBMISSIONS"] = str(out / "submissions")
+    before = {name: os.environ.get(name) for name in OUTPUT_ROOTS}
+    for name, folder in OUTPUT_ROOTS.items():
+        os.environ[name] = str(out / folder)
     yield out
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Backbone factory: every backbone runs forward/backward, freezing counts are exact, weights load offline."""
+"""Backbone factory: every backbone runs forward/backward, freezing counts are exact
+(helpers.models.freezing), weights load offline."""
 from urllib.error import URLError
 
 import pytest
@@ -10,7 +11,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers import engine, transforms
-from helpers.models import backbones, convnext
+from helpers.engine import Stage
+from helpers.models import backbones, convnext, freezing
 from helpers.models.heads import LinearHead, MLPHead
 
 # name -> extra kwargs; the ViT gets a small img_size (timm resizes its position embedding) to stay fast
@@ -21,9 +23,11 @@ BACKBONES = {
     "facenet/vggface2": {}, "facenet/casia-webface": {},
     "scratch/convnext_tiny": {}, "scratch/convnext_atto": {},
 }
+SLOW = {"inception_resnet_v2", "vit_large_patch32_224"}  # minutes of CPU, and mostly a test of timm
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in BACKBONES])
 def test_forward_backward_at_smallest_input(name):
     torch.manual_seed(0)
     model = backbones.create_model(name, num_classes=5, **BACKBONES[name])
@@ -33,7 +37,7 @@ def test_forward_backward_at_smallest_input(name):
     logits = model(x)
     assert logits.shape == (2, 5) and torch.isfinite(logits).all()
     logits.sum().backward()
-    first_name, first_layer = backbones.layers(model.backbone)[0]
+    first_name, first_layer = freezing.layers(model.backbone)[0]
     assert next(first_layer.parameters(recurse=False)).grad is not None, f"no gradient reached {first_name}"
     assert model.head.fc.weight.grad is not None
 
@@ -44,22 +48,30 @@ def test_inputs_below_the_minimum_fail():
         model(torch.randn(1, 3, 64, 64))
 
 
-@pytest.mark.parametrize("name, recipe, sizes, mean", [
+@pytest.mark.parametrize("name, norm, sizes, mean", [
     ("resnet50", "imagenet", (32, 224), transforms.IMAGENET_MEAN),
     ("inception_v3", "facenet", (75, 299), (0.5, 0.5, 0.5)),
     ("facenet/vggface2", "facenet", (75, 160), transforms.FACENET_MEAN),
     ("torchvision/mobilenet_v2", "imagenet", (32, 224), transforms.IMAGENET_MEAN),
 ])
-def test_model_info(name, recipe, sizes, mean):
+def test_model_info(name, norm, sizes, mean):
     _, info = backbones.create_backbone(name)
-    assert (info.recipe, info.input_size, info.weights) == (recipe, sizes, None)
+    assert (info.norm, info.input_size, info.weights) == (norm, sizes, None)
     assert info.mean == pytest.approx(mean)
     image = Image.new("RGB", (40, 50))
-    assert info.transform(train=False)(image).shape == (3, sizes[1], sizes[1])
-    assert info.transform(96, train=True)(image).shape == (3, 96, 96)
+    assert info.transform("heavy", train=False)(image).shape == (3, sizes[1], sizes[1])
+    assert info.transform("heavy", 96, train=True)(image).shape == (3, 96, 96)
+    # the transform ends in the backbone's normalisation family (timm's 0.5/0.5 maps to facenet's
+    # 127.5/255, 128/255: the same [-1, 1] scaling within 0.4%): a black image maps to -mean/std
+    mean, std = (torch.tensor(v) for v in transforms.NORMS[norm])
+    assert torch.allclose(mean, torch.tensor(info.mean), atol=0.01)
+    assert torch.allclose(std, torch.tensor(info.std), atol=0.01)
+    black = info.transform("none", 32, train=False)(Image.new("RGB", (40, 50)))
+    assert torch.allclose(black[:, 0, 0], -mean / std, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ freezing
+# (helpers.models.freezing on the real backbones)
 
 def _trainable(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -73,13 +85,18 @@ def test_freeze_resnet18_counts():
     model = backbones.create_model("resnet18", num_classes=10)
     total = 11_689_512 - 513_000 + 10 * 512 + 10  # torchvision's resnet18 count, fc 1000 -> 10 classes
     head = 512 * 10 + 10
-    assert backbones.freeze(model, "full")["trainable"] == total == _trainable(model)
-    assert backbones.freeze(model, "head")["trainable"] == head == _trainable(model)
+    assert freezing.freeze(model, "full")["trainable"] == total == _trainable(model)
+    assert freezing.freeze(model, "head")["trainable"] == head == _trainable(model)
     # last 3 layers of layer4.1 (conv1, bn1, conv2, bn2): bn1, conv2 (3x3, 512->512, no bias), bn2
-    counts = backbones.freeze(model, ("last", 3))
+    counts = freezing.freeze(model, ("last", 3))
     assert counts["trainable"] == head + bn(512) + 512 * 512 * 9 + bn(512) == _trainable(model)
     assert (counts["layers"], counts["trainable_layers"], counts["parameters"]) == (40, 3, total)
-    assert backbones.freeze(model, ("last", 1000))["trainable"] == total
+    assert freezing.freeze(model, ("last", 1000))["trainable"] == total
+    # ("first", N): Keras' base.layers[:N] frozen, the rest trains
+    first = freezing.freeze(model, ("first", 37))
+    assert first["trainable_layers"] == 3 and first["trainable"] == counts["trainable"] == _trainable(model)
+    assert freezing.freeze(model, ("first", 0))["trainable"] == total
+    assert freezing.freeze(model, ("first", 1000))["trainable"] == head
 
 
 def test_freeze_mobilenetv2_last_10_counts():
@@ -88,9 +105,9 @@ def test_freeze_mobilenetv2_last_10_counts():
     last10 = (960 * 160 + bn(160)  # blocks.5.2: project conv + bn
               + 160 * 960 + bn(960) + 960 * 9 + bn(960) + 960 * 320 + bn(320)  # blocks.6.0: pw, dw, pwl
               + 320 * 1280 + bn(1280))  # conv_head + bn2
-    assert backbones.freeze(model, ("last", 10))["trainable"] == head + last10 == _trainable(model)
+    assert freezing.freeze(model, ("last", 10))["trainable"] == head + last10 == _trainable(model)
     tv = backbones.create_model("torchvision/mobilenet_v2", num_classes=7000)
-    assert backbones.freeze(tv, ("last", 10))["trainable"] == head + last10
+    assert freezing.freeze(tv, ("last", 10))["trainable"] == head + last10
 
 
 def test_freeze_inception_resnet_v1_seed_policy_counts():
@@ -102,32 +119,32 @@ def test_freeze_inception_resnet_v1_seed_policy_counts():
     last15 = (bn(512) + 1792 * 512  # last_bn, last_linear (no bias)
               + up + 2 * (conv_1x3 + bn(192)) + 2 * branch  # block8: conv2d, branch1.2/1.1/1.0, branch0
               + up + (conv_1x3 + bn(192)) + bn(192))  # repeat_3.4: conv2d, branch1.2 conv+bn, branch1.1.bn
-    assert backbones.freeze(model, ("last", 15))["trainable"] == head + last15 == _trainable(model)
-    assert backbones.freeze(model, "head")["trainable"] == head
+    assert freezing.freeze(model, ("last", 15))["trainable"] == head + last15 == _trainable(model)
+    assert freezing.freeze(model, "head")["trainable"] == head
 
 
 def test_freeze_switches_gradients_per_layer():
     model = backbones.create_model("resnet18", num_classes=4)
-    backbones.freeze(model, ("last", 2))
+    freezing.freeze(model, ("last", 2))
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     assert model.backbone.layer4[1].conv2.weight.grad is not None
     assert model.backbone.layer4[1].bn1.weight.grad is None
     assert model.backbone.conv1.weight.grad is None
 
 
-@pytest.mark.parametrize("policy", ["partial", ("last", -1), ("first", 3), ("last",)])
+@pytest.mark.parametrize("policy", ["partial", ("last", -1), ("first", -1), ("middle", 3), ("last",)])
 def test_freeze_rejects_unknown_policies(policy):
     with pytest.raises(ValueError, match="Freezing policy"):
-        backbones.freeze(backbones.create_model("resnet18", num_classes=2), policy)
+        freezing.freeze(backbones.create_model("resnet18", num_classes=2), policy)
 
 
 def test_summary_counts():
     model = backbones.create_model("resnet18", num_classes=10, head=[64])
-    backbones.freeze(model, "head")
+    freezing.freeze(model, "head")
     head = 512 * 64 + 64 + 64 * 10 + 10
-    assert backbones.summary(model) == {"parameters": 11_176_512 + head, "trainable": head,
+    assert freezing.summary(model) == {"parameters": 11_176_512 + head, "trainable": head,
                                         "input_size": (3, 224, 224)}
-    assert backbones.summary(model, image_size=96)["input_size"] == (3, 96, 96)
+    assert freezing.summary(model, image_size=96)["input_size"] == (3, 96, 96)
 
 
 def test_heads_by_argument():
@@ -148,16 +165,30 @@ def test_fit_stages_freezes_then_unfreezes(tmp_path):
     model = backbones.create_model("resnet18", num_classes=4)
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = engine.TrainConfig(epochs=99, lr=1e-3, optimizer="adam", scheduler="none", progress=False,
-                             amp="off", channels_last=False, device="cpu")
-    stages = [backbones.Stage(1, "head", lr=1e-2), backbones.Stage(2, ("last", 2), lr=1e-3)]
-    history = backbones.fit_stages(model, loader, loader, cfg, tmp_path, stages)
+                             amp="off", channels_last=False, device="cpu", tensorboard=False)
+    stages = [Stage("head", 1, "head", overrides={"lr": 1e-2}),
+              Stage("last2", 2, ("last", 2), overrides={"lr": 1e-3})]
+    history = engine.fit_stages(model, loader, loader, cfg, tmp_path, stages)
     assert history["epoch"].tolist() == [1, 2, 3] and history["stage"].tolist() == [1, 2, 2]
     assert history["lr"].tolist() == [1e-2, 1e-3, 1e-3]
-    state = model.state_dict()
-    changed = {k for k, v in snapshot.items() if v.is_floating_point() and not torch.equal(v, state[k])}
-    assert "head.fc.weight" in changed and "backbone.layer4.1.conv2.weight" in changed
-    assert "backbone.conv1.weight" not in changed and "backbone.layer4.1.conv1.weight" not in changed
-    assert (tmp_path / "stage_1" / "last.pt").is_file() and (tmp_path / "stage_2" / "history.csv").is_file()
+
+    def changed(before: dict, after: dict) -> set[str]:  # weights and BatchNorm statistics that moved
+        return {k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])}
+
+    stage_1 = engine.load_checkpoint(tmp_path / "stage_1" / "last.pt")["model"]
+    stage_2 = engine.load_checkpoint(tmp_path / "stage_2" / "last.pt")["model"]
+    # stage 1: the head alone; the frozen backbone's BatchNorm statistics stay as they were too
+    assert changed(snapshot, stage_1) == {"head.fc.weight", "head.fc.bias"}
+    # stage 2: the last two layers (layer4.1.conv2, layer4.1.bn2) train as well
+    moved = changed(stage_1, stage_2)
+    assert {"head.fc.weight", "backbone.layer4.1.conv2.weight", "backbone.layer4.1.bn2.weight",
+            "backbone.layer4.1.bn2.running_mean"} <= moved
+    trainable = ("head.", "backbone.layer4.1.conv2.", "backbone.layer4.1.bn2.")
+    assert not {k for k in moved if not k.startswith(trainable)}
+    assert (tmp_path / "stage_2" / "history.csv").is_file()
+    # the model ends on the weights of the best epoch of the whole run
+    best = engine.load_checkpoint(tmp_path / "best.pt")["model"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in best.items())
 
 
 # ---------------------------------------------------------------------------------- pretrained weights

@@ -1,12 +1,12 @@
-"""The hand-written ConvNeXt against timm's (randomly initialised, never downloaded), and its recipe."""
+"""The hand-written ConvNeXt against timm's (randomly initialised, never downloaded), and notebook 03's
+model."""
 import pytest
 import timm
 import torch
 from torch import nn
 
-from helpers import config, engine
+from helpers import classification, config, recipes
 from helpers.models import convnext
-from helpers.recipes import CONVNEXT_DEMO, ConvNeXtRecipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,24 +90,22 @@ def test_drop_path_is_random_in_training_only():
         convnext.create("convnext_huge")
 
 
-def test_recipe_for_profiles_and_train_config():
-    recipe = ConvNeXtRecipe()
-    assert recipe.lr == pytest.approx(4e-3 * 128 / 4096)
-    assert recipe.for_profile(config.PROFILES["full"]) == recipe
-    demo = recipe.for_profile(config.PROFILES["demo"])
-    assert demo.model == "convnext_atto" and demo.image_size == 32 and demo.batch_size == 32
-    assert (demo.epochs, demo.lr) == (CONVNEXT_DEMO["epochs"], CONVNEXT_DEMO["lr"])
-    small_gpu = config.Profile("small", image_size=None, epochs=10, batch_size=64, num_workers=2, demo=False)
-    scaled = recipe.for_profile(small_gpu)
-    assert (scaled.epochs, scaled.batch_size, scaled.image_size) == (10, 64, 224)
-    assert scaled.lr == pytest.approx(recipe.lr / 2)  # linear scaling with the batch size
-    cfg = recipe.train_config(progress=False)
-    assert isinstance(cfg, engine.TrainConfig)
-    assert (cfg.optimizer, cfg.scheduler, cfg.weight_decay) == ("adamw", "cosine", 0.05)
-    assert cfg.label_smoothing == 0.1 and cfg.warmup_epochs == 5
-    assert cfg.ema_decay == 0.9999 and cfg.progress is False
-    seed = ConvNeXtRecipe.cmu_seed()
-    assert (seed.norm, seed.optimizer, seed.lr) == ("batchnorm", "sgd", 0.1)
-    assert seed.train_config().scheduler == "plateau"
-    model = demo.build_model(num_classes=7)
-    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+def test_notebook_03_model_is_convnext_tiny_with_a_linear_head():
+    """Notebook 03 trains helpers.classification's FaceClassifier: our scratch ConvNeXt-T backbone and a
+    linear head, as many parameters as timm's convnext_tiny with the same 7,000 classes."""
+    recipe = recipes.get("03_convnext_from_scratch")
+    model = classification.build_model(recipe, 7000)
+    assert isinstance(model.backbone, convnext.ConvNeXt) and model.info.weights is None  # pretrained=False
+    assert n_params(model) == n_params(timm.create_model("convnext_tiny", num_classes=7000, pretrained=False))
+    rates = [block.drop_path.p for stage in model.backbone.stages for block in stage.blocks]
+    assert rates[-1] == pytest.approx(recipe.drop_path_rate) and recipe.drop_path_rate > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_notebook_03_cmu_seed_and_demo_models_build():
+    seed = classification.build_model(recipes.get("03_convnext_from_scratch", "cmu_seed"), 7)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in seed.backbone.modules())  # [seed01] BatchNorm blocks
+    demo = recipes.get("03_convnext_from_scratch").for_profile(config.PROFILES["demo"])
+    model = classification.build_model(demo, num_classes=7)
+    assert model.info.name == "scratch/convnext_atto"
+    assert model(torch.randn(1, 3, demo.image_size, demo.image_size)).shape == (1, 7)

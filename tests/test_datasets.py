@@ -1,4 +1,5 @@
 """Dataset readers on tiny hand-made trees of every layout, ImageFolder parity, splits and loaders."""
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,7 @@ def make_hw2p2_classification(root: Path) -> Path:
     for identity in ["n000010", "n000002", "n000100"]:
         for k in range(2):
             img(cls / "train" / identity / f"{identity}_{k}.jpg")
-    img(cls / "dev" / "n000100" / "d.jpg")
+        img(cls / "dev" / identity / "d.jpg")
     for name in ["b.jpg", "a.jpg", "c.jpg"]:
         img(cls / "test" / name)
     return cls
@@ -115,17 +116,24 @@ def test_hw2p2_classification_in_imagefolder_order(tmp_path):
     train = ImageFolder(str(cls / "train"))
     assert faces.classes == train.classes == ["n000002", "n000010", "n000100"]
     assert list(zip(faces["train"]["path"], faces["train"]["label"])) == train.samples
-    assert faces["dev"][["identity", "label"]].values.tolist() == [["n000100", 2]]  # train's vocabulary
+    assert faces["dev"][["identity", "label"]].values.tolist() == [["n000002", 0], ["n000010", 1], ["n000100", 2]]
     assert faces["test"]["id"].tolist() == ["a.jpg", "b.jpg", "c.jpg"]
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in faces["test"]["path"])
-    assert faces.root == cls.parent.resolve() and "splits={'train': 6, 'dev': 1, 'test': 3}" in repr(faces)
+    assert faces.root == cls.parent.resolve() and "splits={'train': 6, 'dev': 3, 'test': 3}" in repr(faces)
 
 
-def test_hw2p2_dev_identity_outside_train_is_an_error(tmp_path):
+@pytest.mark.parametrize("missing_from", ["train", "dev"])
+def test_hw2p2_identity_missing_from_one_split_is_an_error(tmp_path, missing_from):
+    """A partial copy without one train/ identity folder would shift every later class index by one."""
     cls = make_hw2p2_classification(tmp_path)
-    img(cls / "dev" / "n999999" / "x.jpg")
-    with pytest.raises(ValueError, match="n999999"):
+    shutil.rmtree(cls / missing_from / "n000010")
+    other = "dev" if missing_from == "train" else "train"
+    img(cls / other / "n000001" / "x.jpg")
+    with pytest.raises(LayoutError) as err:
         hw2p2.read_classification(tmp_path)
+    message = str(err.value)
+    assert f"2 of the 4 identity folders in {other}/ are missing from {missing_from}/" in message
+    assert "n000001" in message and "n000010" in message and "re-download" in message and "kaggle_io" in message
 
 
 def test_hw2p2_missing_folders_show_the_tree(tmp_path):
@@ -158,6 +166,53 @@ def test_hw2p2_verification(tmp_path):
     assert faces["unknown_test"]["id"].tolist() == [0, 1, 2]
     assert faces["known"]["identity"].tolist() == ["n000001", "n000002"] and faces.classes == ["n000001", "n000002"]
     assert faces.files["verification_dev"].name == "verification_dev.csv"
+
+
+def test_hw2p2_verification_label_only_csv_warns_once(tmp_path, caplog):
+    make_hw2p2_verification(tmp_path)
+    with caplog.at_level("WARNING"):
+        hw2p2.read_verification(tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= 30]
+    assert len(warnings) == 1 and "by position" in warnings[0] and "verification_dev.csv" in warnings[0]
+
+
+@pytest.mark.parametrize("column, ids", [("image", ["c.jpg", "a.jpg", "b.jpg"]),
+                                         ("File", ["unknown_dev/c.jpg", "unknown_dev/a.jpg", "unknown_dev/b.jpg"]),
+                                         ("ID", ["2", "0", "1"])])
+def test_hw2p2_verification_joins_on_the_image_column(tmp_path, caplog, column, ids):
+    labels = ["n000002", "n000001", "n000000"]
+    make_hw2p2_verification(tmp_path, "\n".join([f"label,{column}", *map(",".join, zip(labels, ids))]) + "\n")
+    with caplog.at_level("WARNING"):
+        dev = hw2p2.read_verification(tmp_path)["unknown_dev"]
+    assert [Path(p).name for p in dev["path"]] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert dev["identity"].tolist() == ["n000001", "n000000", "n000002"] and not caplog.records
+
+
+@pytest.mark.parametrize("rows, words", [
+    (["a.jpg,n1", "b.jpg,n2"], "1 unknown_dev image(s) have no row"),
+    (["a.jpg,n1", "b.jpg,n2", "c.jpg,n3", "zz.jpg,n4"], "1 row(s) name files not in"),
+    (["a.jpg,n1", "a.jpg,n2", "c.jpg,n3"], "named more than once"),
+    (["0,n1", "1,n2", "7,n3"], "1 row(s) name files not in"),
+])
+def test_hw2p2_verification_join_problems(tmp_path, rows, words):
+    make_hw2p2_verification(tmp_path, "\n".join(["image,label", *rows]) + "\n")
+    with pytest.raises(ValueError) as err:
+        hw2p2.read_verification(tmp_path)
+    assert "verification_dev.csv" in str(err.value) and words in str(err.value)
+
+
+def test_hw2p2_verification_integer_ids_with_numbered_files_from_one_are_ambiguous(tmp_path):
+    ver = make_hw2p2_verification(tmp_path, "id,label\n1,n1\n2,n2\n3,n3\n")
+    for k, name in enumerate(["a.jpg", "b.jpg", "c.jpg"], start=1):
+        (ver / "unknown_dev" / name).rename(ver / "unknown_dev" / f"{k:05d}.jpg")
+    with pytest.raises(ValueError, match="numbered but not 0..2.*write file names"):
+        hw2p2.read_verification(tmp_path)
+
+
+def test_hw2p2_verification_refuses_unknown_extra_columns(tmp_path):
+    make_hw2p2_verification(tmp_path, "label,picture\nn1,a.jpg\nn2,b.jpg\nn3,c.jpg\n")
+    with pytest.raises(ValueError, match="no column naming the image.*'picture'"):
+        hw2p2.read_verification(tmp_path)
 
 
 def test_hw2p2_verification_csv_problems(tmp_path):
@@ -377,19 +432,47 @@ def test_facecom_task_a(tmp_path):
     assert faces["val"][["gender", "label"]].values.tolist() == [["female", 0], ["male", 1]]
 
 
-def test_facecom_task_b_distortions(tmp_path):
+def test_facecom_distortion_names_are_those_of_the_transforms():
+    from helpers.datasets.constants import FACECOM_DISTORTIONS
+    from helpers.distortions import DISTORTIONS
+    assert tuple(FACECOM_DISTORTIONS) == DISTORTIONS
+
+
+def test_facecom_task_b_labels_each_split_by_its_own_people(tmp_path, caplog):
     base = tmp_path / "Task_B"
-    img(base / "train" / "002_frontal" / "002_frontal.jpg")
-    img(base / "train" / "002_frontal" / "distortion" / "002_frontal_fog.jpg")
-    img(base / "train" / "002_frontal" / "distortion" / "002_frontal_blurred.jpg")
-    img(base / "val" / "001_frontal" / "001_frontal.jpg")
-    img(base / "val" / "001_frontal" / "distortion" / "001_frontal_lowlight.jpg")
-    faces = facecom.read_task_b(tmp_path)
-    assert faces.classes == ["001_frontal", "002_frontal"]
-    train = faces["train"]
-    assert train[["identity", "label", "distortion"]].values.tolist() == [
-        ["002_frontal", 1, "clean"], ["002_frontal", 1, "blur"], ["002_frontal", 1, "fog"]]
-    assert faces["val"]["distortion"].tolist() == ["clean", "lowlight"] and faces["val"]["label"].tolist() == [0, 0]
+    for split, person, kind in [("train", "002_frontal", "foggy"), ("train", "003_frontal", "blurred"),
+                                ("val", "001_frontal", "sunny"), ("val", "004_frontal", None)]:
+        img(base / split / person / f"{person}.jpg")
+        if kind:
+            img(base / split / person / "distortion" / f"{person}_{kind}.jpg")
+    with caplog.at_level("WARNING"):
+        faces = facecom.read_task_b(tmp_path)
+    assert not caplog.records
+    assert faces.classes == ["002_frontal", "003_frontal"]
+    assert faces["train"][["identity", "label", "distortion"]].values.tolist() == [
+        ["002_frontal", 0, "clean"], ["002_frontal", 0, "foggy"], ["003_frontal", 1, "clean"],
+        ["003_frontal", 1, "blurred"]]
+    assert faces["val"][["identity", "label", "distortion"]].values.tolist() == [
+        ["001_frontal", 0, "clean"], ["001_frontal", 0, "sunny"], ["004_frontal", 1, "clean"]]
+
+
+def test_facecom_task_b_person_in_both_splits_is_an_error(tmp_path):
+    for split, people in [("train", ["001_frontal", "002_frontal"]), ("val", ["002_frontal", "003_frontal"])]:
+        for person in people:
+            img(tmp_path / "Task_B" / split / person / f"{person}.jpg")
+    with pytest.raises(ValueError, match=r"1 identity is in both train and val: \['002_frontal'\]") as err:
+        facecom.read_task_b(tmp_path)
+    assert "001_frontal" not in str(err.value) and "003_frontal" not in str(err.value)
+
+
+def test_facecom_task_b_unknown_suffix_is_kept_with_a_warning(tmp_path, caplog):
+    img(tmp_path / "Task_B" / "train" / "ann" / "ann.jpg")
+    img(tmp_path / "Task_B" / "train" / "ann" / "distortion" / "ann_fog.jpg")
+    img(tmp_path / "Task_B" / "val" / "bob" / "bob.jpg")
+    with caplog.at_level("WARNING"):
+        faces = facecom.read_task_b(tmp_path)
+    assert faces["train"]["distortion"].tolist() == ["clean", "fog"]
+    assert len(caplog.records) == 1 and "['fog']" in caplog.records[0].getMessage()
 
 
 def test_facecom_missing_split(tmp_path):
@@ -402,14 +485,44 @@ def test_facecom_missing_split(tmp_path):
 # ---------------------------------------------------------------- utkface
 
 def test_utkface_parses_names_and_counts_irregular_ones(tmp_path):
-    for name in ["25_1_2_20170116174525125.jpg.chip.jpg", "sub/3_0_4_20161219140623097.jpg",
-                 "39_1_20170116174525125.jpg.chip.jpg", "53__0_20170116184028385.jpg"]:
-        img(tmp_path / name)
+    for k, name in enumerate(["25_1_2_20170116174525125.jpg.chip.jpg", "sub/3_0_4_20161219140623097.jpg",
+                              "39_1_20170116174525125.jpg.chip.jpg", "53__0_20170116184028385.jpg"]):
+        img(tmp_path / name, (k * 40, 0, 0))
     (tmp_path / "._25_1_2_2017.jpg").write_bytes(b"junk")
     faces = utkface.read(tmp_path)
     assert faces.dropped == {"irregular name": 2}
     assert faces["all"].drop(columns="path").values.tolist() == [[25, 1, 2, "female", "Asian"],
                                                                  [3, 0, 4, "male", "Others"]]
+
+
+UTK_NAMES = ["25_1_2_20170116174525125.jpg.chip.jpg", "3_0_4_20161219140623097.jpg.chip.jpg",
+             "40_0_1_20170117134213422.jpg.chip.jpg"]
+
+
+@pytest.mark.parametrize("wrapper", ["", "utkface_aligned_cropped"])
+def test_utkface_reads_each_face_once_from_the_utkface_folder(tmp_path, wrapper):
+    """The Kaggle archive repeats its faces under crop_part1/ and utkface_aligned_cropped/."""
+    copies = {f"{wrapper}/UTKFace": UTK_NAMES, f"{wrapper}/crop_part1": UTK_NAMES[:2],
+              "utkface_aligned_cropped/UTKFace": UTK_NAMES, ".partial-utkface-x/UTKFace": UTK_NAMES}
+    for folder, names in copies.items():
+        for k, name in enumerate(names):
+            img(tmp_path / folder.lstrip("/") / name, (k * 50, 0, 0))
+    faces = utkface.read(tmp_path)
+    read = faces["all"]["path"].map(lambda p: Path(p).relative_to(tmp_path).as_posix()).tolist()
+    assert read == [f"{wrapper}/UTKFace/{name}".lstrip("/") for name in UTK_NAMES]
+    ignored = 2 if wrapper else 2 + len(UTK_NAMES)
+    assert faces.dropped == {"irregular name": 0, "outside UTKFace/": ignored}
+
+
+def test_utkface_drops_byte_identical_copies(tmp_path):
+    for k, name in enumerate(UTK_NAMES):
+        img(tmp_path / "UTKFace" / name, (k * 50, 0, 0))
+    img(tmp_path / "UTKFace" / "24_1_2_20170116174525125.jpg.chip.jpg", (0, 0, 0))  # same bytes, other name
+    img(tmp_path / "UTKFace" / "x" / "99_1_2_20170116174525125.jpg.chip.jpg", (50, 0, 0))
+    faces = utkface.read(tmp_path)
+    assert faces.dropped == {"irregular name": 0, "duplicate content": 2}
+    assert sorted(Path(p).name for p in faces["all"]["path"]) == [
+        "24_1_2_20170116174525125.jpg.chip.jpg", *sorted(UTK_NAMES[1:])]  # first in sorted path order kept
 
 
 def test_utkface_missing_folder(tmp_path):

@@ -1,5 +1,7 @@
-"""helpers.engine on small synthetic problems (CPU, seconds): learning, exact resume, NaN, schedules."""
+"""helpers.engine (and helpers.optim, helpers.checkpoint, helpers.batches) on small synthetic problems (CPU):
+learning, the run folder, exact resume, NaN, schedules."""
 import itertools
+import json
 import math
 
 import pytest
@@ -7,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import engine
+from helpers import batches, checkpoint, engine, optim
 from helpers.engine import TrainConfig
 
 N_CLASSES, DIM = 4, 16
@@ -64,18 +66,72 @@ class InterruptAt(NaNAt):
 
 def test_fit_learns_and_writes_the_run_folder(tmp_path):
     train, val = loaders()
-    history = engine.fit(mlp(), train, val, quick(), tmp_path)
+    history = engine.fit(mlp(), train, val, quick(), tmp_path, meta={"recipe": "blobs", "size": 16})
     assert list(history.columns) == engine.HISTORY_COLUMNS
     assert history.epoch.tolist() == [1, 2, 3]
     assert history.val_acc.iloc[-1] > 0.9  # chance is 0.25
     assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
     assert (history.train_images_per_s > 0).all()
-    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "best.pt", "history.csv", "config.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"last.pt", "best.pt", "history.csv", "config.json",
+                                                     "tensorboard"}
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["meta"] == {"recipe": "blobs", "size": 16} and saved["train_config"]["epochs"] == 3
     model = mlp()
     ckpt = engine.load_checkpoint(tmp_path / "best.pt", model)
     best = history.loc[history.val_acc.idxmax()]
     assert ckpt["epoch"] == best.epoch
     assert engine.evaluate(model, val)["acc"] == pytest.approx(best.val_acc)
+    # best.pt keeps the weights only; last.pt everything a resume needs
+    assert set(ckpt) == set(checkpoint.WEIGHT_KEYS)
+    last = engine.load_checkpoint(tmp_path / "last.pt")
+    assert {"optimizer", "scheduler", "scaler", "rng", "history", "step", "stopped_early"} <= set(last)
+    assert last["epoch"] == 3 and len(last["history"]) == 3
+
+
+def test_metrics_fn_sees_the_validation_pass_and_adds_columns(tmp_path):
+    """metrics_fn(outputs, targets) gets the outputs and targets of the whole validation pass; its keys become
+    history columns that the monitor can pick (an "...eer" column is minimised)."""
+    train, val = loaders()
+    seen = []
+
+    def error_rate(outputs, targets):
+        seen.append((outputs.shape, targets.clone()))
+        return {"val_eer": (outputs.argmax(1) != targets).float().mean().item()}
+
+    history = engine.fit(mlp(), train, val, quick(monitor="val_eer"), tmp_path, metrics_fn=error_rate)
+    assert list(history.columns) == engine.HISTORY_COLUMNS + ["val_eer"]
+    assert len(seen) == 3 and all(shape == (256, N_CLASSES) for shape, _ in seen)
+    assert torch.equal(seen[0][1], val.dataset.tensors[1])
+    assert history.val_eer.to_numpy() == pytest.approx(1 - history.val_acc.to_numpy())
+    assert TrainConfig(monitor="val_eer").mode == "min" and TrainConfig(monitor="val_auc").mode == "max"
+    best = history.loc[history.val_eer.idxmin()]
+    assert engine.load_checkpoint(tmp_path / "best.pt")["epoch"] == best.epoch
+    model = mlp()
+    engine.load_checkpoint(tmp_path / "best.pt", model)
+    assert engine.evaluate(model, val, metrics_fn=error_rate)["val_eer"] == pytest.approx(best.val_eer)
+
+
+def test_best_epoch_picks_by_mode_and_keeps_the_first_tie():
+    rows = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.3}, {"epoch": 3, "val_loss": 0.3},
+            {"epoch": 4, "val_loss": math.nan}, {"epoch": 5, "val_loss": 0.9}]
+    assert engine.best_epoch(rows, "val_loss", "min") == (0.3, 2)
+    assert engine.best_epoch(rows, "val_loss", "max") == (0.9, 5)
+    best, epoch = engine.best_epoch([{"epoch": 1}], "val_loss", "min")
+    assert math.isnan(best) and epoch == 0
+
+
+def test_fit_best_ends_on_the_best_weights(tmp_path):
+    """Epoch 1 trains at a sane rate; the scheduler then multiplies it by 1000 (clipped gradients keep the
+    loss finite), which wrecks the model: fit_best leaves the model on the best epoch's weights, not the
+    last's."""
+    train, val = loaders()
+    model = mlp()
+    cfg = quick(epochs=3, optimizer="sgd", scheduler="multistep", milestones=(1,), gamma=1000.0,
+                warmup_epochs=0, clip_grad_norm=1.0)
+    history = engine.fit_best(model, train, val, cfg, tmp_path)
+    assert history.val_acc.idxmax() == 0 and history.val_acc.iloc[-1] < history.val_acc.max() - 0.2
+    assert engine.evaluate(model, val)["acc"] == pytest.approx(history.val_acc.max())
 
 
 def test_cnn_channels_last_learns_and_predicts(tmp_path):
@@ -126,13 +182,14 @@ def test_resume_after_an_interrupt_mid_epoch(tmp_path):
 def test_non_finite_loss_stops_with_advice_and_keeps_last_good_epoch(tmp_path):
     train, val = loaders()  # 8 batches per epoch: call 11 is epoch 2, step 3
     snapshots = []
+    trained = mlp()
 
-    def snapshot(model: nn.Module) -> dict:
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+    def snapshot(outputs, targets) -> dict:  # runs after each epoch's training: the weights of that epoch
+        snapshots.append({k: v.clone() for k, v in trained.state_dict().items()})
         return {}
 
     with pytest.raises(engine.NonFiniteLossError) as err:
-        engine.fit(mlp(), train, val, quick(scheduler="none"), tmp_path, loss_fn=NaNAt(11),
+        engine.fit(trained, train, val, quick(scheduler="none"), tmp_path, loss_fn=NaNAt(11),
                    metrics_fn=snapshot)
     message = str(err.value)
     assert "epoch 2" in message and "step 3 of 8" in message and "lr 0.01" in message
@@ -157,11 +214,11 @@ def test_refuses_to_overwrite_a_run_and_to_resume_nothing(tmp_path):
 
 def _lrs(cfg: TrainConfig, steps_per_epoch: int = 2, metrics=None) -> list[float]:
     """LR at the start of each epoch when stepping the schedule like ``fit`` does."""
-    optimizer = engine.build_optimizer(mlp().named_parameters(), cfg)
-    scheduler = engine.build_scheduler(optimizer, cfg, steps_per_epoch)
+    optimizer = optim.build_optimizer(mlp().named_parameters(), cfg)
+    scheduler = optim.build_scheduler(optimizer, cfg, steps_per_epoch)
     lrs = []
     for epoch in range(cfg.epochs):
-        lrs.append(engine.base_lr(optimizer))
+        lrs.append(optim.base_lr(optimizer))
         for _ in range(steps_per_epoch):
             optimizer.step()
             if cfg.scheduler != "plateau":
@@ -195,15 +252,24 @@ def test_param_groups_skip_decay_on_norms_biases_and_scale_lrs():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.LayerNorm(8 * 4),
                           nn.Linear(32, 4))
     cfg = TrainConfig(lr=0.1, weight_decay=0.05, param_groups={"4.": 10.0})
-    optimizer = engine.build_optimizer(model.named_parameters(), cfg)
+    optimizer = optim.build_optimizer(model.named_parameters(), cfg)
     decay_of = {id(p): (g["weight_decay"], g["lr"]) for g in optimizer.param_groups for p in g["params"]}
     for name, param in model.named_parameters():
         wd, lr = decay_of[id(param)]
         assert wd == (0.05 if name.endswith("weight") and param.ndim > 1 else 0.0), name
         assert lr == pytest.approx(1.0 if name.startswith("4.") else 0.1), name
-    assert engine.base_lr(optimizer) == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="match no trainable parameter"):
-        engine.build_optimizer(model.named_parameters(), TrainConfig(param_groups={"head.": 2.0}))
+    assert optim.base_lr(optimizer) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="match no parameter"):
+        optim.build_optimizer(model.named_parameters(), TrainConfig(param_groups={"head.": 2.0}))
+    # a prefix whose parameters are all frozen (a head-only stage) is fine: those parameters are left out
+    model[0].requires_grad_(False)
+    groups = optim.param_groups(model.named_parameters(), TrainConfig(param_groups={"0.": 0.1, "4.": 10.0}))
+    grouped = {id(p) for g in groups for p in g["params"]}
+    assert grouped == {id(p) for p in model.parameters() if p.requires_grad}
+    assert {g["lr_scale"] for g in groups} == {1.0, 10.0}
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="No trainable parameter"):
+        optim.param_groups(model.named_parameters(), TrainConfig())
 
 
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path):
@@ -238,8 +304,8 @@ def test_ema_weights_are_kept_and_evaluated(tmp_path):
 def test_soft_label_accuracy_and_training(tmp_path):
     outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.6, 0.0, 0.4]])  # argmax 0 and 0
-    assert engine.correct_count(outputs, soft).item() == 1
-    assert engine.correct_count(outputs, torch.tensor([0, 2])).item() == 2
+    assert batches.correct_count(outputs, soft).item() == 1
+    assert batches.correct_count(outputs, torch.tensor([0, 2])).item() == 2
     data = blobs(256, 1)
     x, y = data.tensors
     perm = torch.randperm(256, generator=torch.Generator().manual_seed(0))
@@ -255,9 +321,16 @@ def test_early_stopping_and_amp_resolution(tmp_path):
     history = engine.fit(mlp(), train, val, quick(epochs=10, lr=0.0, scheduler="none", early_stopping=2,
                                                   monitor="val_loss"), tmp_path)
     assert len(history) == 3  # epoch 1 is the best; epochs 2 and 3 do not improve on it
+    assert engine.load_checkpoint(tmp_path / "last.pt")["stopped_early"] is True
+    # a run that stopped early is finished: resuming it returns its history at once, without training
+    before = (tmp_path / "last.pt").read_bytes()
+    resumed = engine.fit(mlp(seed=5), train, val, quick(epochs=10, lr=0.0, scheduler="none", early_stopping=2,
+                                                        monitor="val_loss"), tmp_path, resume=True)
+    assert resumed.epoch.tolist() == [1, 2, 3] and (tmp_path / "last.pt").read_bytes() == before
+    assert resumed.val_loss.to_numpy() == pytest.approx(history.val_loss.to_numpy())
     cpu = torch.device("cpu")
-    assert engine.resolve_amp("auto", cpu) is None and engine.resolve_amp("off", cpu) is None
-    assert engine.resolve_amp("bf16", cpu) is torch.bfloat16
+    assert batches.resolve_amp("auto", cpu) is None and batches.resolve_amp("off", cpu) is None
+    assert batches.resolve_amp("bf16", cpu) is torch.bfloat16
     history = engine.fit(mlp(), train, val, quick(epochs=1, amp="bf16"), tmp_path / "bf16")
     assert history.val_acc.iloc[-1] > 0.5
 
@@ -265,7 +338,19 @@ def test_early_stopping_and_amp_resolution(tmp_path):
 def test_auto_amp_picks_fp16_on_pre_ampere_gpus(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # T4
-    assert engine.resolve_amp("auto", cuda) == torch.float16
+    assert batches.resolve_amp("auto", cuda) == torch.float16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # H100
-    assert engine.resolve_amp("auto", cuda) == torch.bfloat16
-    assert engine.resolve_amp("auto", torch.device("cpu")) is None
+    assert batches.resolve_amp("auto", cuda) == torch.bfloat16
+    assert batches.resolve_amp("auto", torch.device("cpu")) is None
+
+
+def test_predict_returns_targets_through_the_same_cpu_move_as_outputs(monkeypatch):
+    """The GPU path's loader yields targets on the device: ``predict`` must hand them back on the CPU like the
+    outputs (notebook 10's prediction table called ``.numpy()`` on them). Spied on CPU: every target goes
+    through ``batches.to_cpu``."""
+    moved = []
+    real = batches.to_cpu
+    monkeypatch.setattr(batches, "to_cpu", lambda obj: moved.append(obj) or real(obj))
+    x, y = torch.randn(10, DIM), torch.arange(10) % N_CLASSES
+    engine.predict(mlp(), DataLoader(TensorDataset(x, y), batch_size=4), return_targets=True, progress=False)
+    assert sum(isinstance(m, torch.Tensor) and m.dtype == torch.long for m in moved) == 3  # 3 target batches

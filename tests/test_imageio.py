@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
+from helpers import imageio
 from helpers.datasets import FaceDataset
 from helpers.imageio import BadImageError, is_image_file, list_images, load_rgb, scan, verify_headers
 
@@ -133,11 +134,27 @@ def test_verify_headers(tree):
     assert "empty" in bad[str(tree / "bad_empty.jpg")]
 
 
-def test_face_dataset_drops_bad_files_with_one_warning(tree, caplog):
+def test_verify_headers_remembers_each_file(tree, monkeypatch):
+    """A second dataset over the same files opens none of them; a replaced file is checked again."""
+    paths = [str(tree / name) for name in [*GOOD, *BAD]]
+    verify_headers(paths, progress=False)
+    opened = []
+    real_open = imageio._open
+    monkeypatch.setattr(imageio, "_open", lambda path, decode: opened.append(path) or real_open(path, decode))
+    ok, bad = verify_headers(paths, progress=False)
+    FaceDataset(pd.DataFrame({"path": [str(tree / name) for name in GOOD]}), target=None)
+    assert opened == [] and sorted(bad) == sorted(str(tree / n) for n in ["bad_empty.jpg", "bad_text.jpg"])
+    assert len(ok) == len(GOOD) + 1
+    Image.new("RGB", (4, 4)).save(tree / "bad_text.jpg", "JPEG")
+    _, bad = verify_headers(paths, progress=False)
+    assert opened == [str(tree / "bad_text.jpg")] and sorted(bad) == [str(tree / "bad_empty.jpg")]
+
+
+def test_face_dataset_for_training_drops_bad_headers_with_one_warning(tree, caplog):
     paths = [str(p) for p in list_images(tree)]
     df = pd.DataFrame({"path": paths, "label": range(len(paths))})
     with caplog.at_level(logging.WARNING):
-        dataset = FaceDataset(df)
+        dataset = FaceDataset(df, train=True)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
@@ -147,17 +164,56 @@ def test_face_dataset_drops_bad_files_with_one_warning(tree, caplog):
                                          and "bad_text" not in p]
 
 
-def test_face_dataset_replaces_truncated_item_and_logs_once(tree, caplog):
+def test_face_dataset_for_training_replaces_a_truncated_item_at_random(tree, caplog):
     paths = [str(p) for p in list_images(tree)]
-    dataset = FaceDataset(pd.DataFrame({"path": paths, "label": range(len(paths))}))
+    dataset = FaceDataset(pd.DataFrame({"path": paths, "label": range(len(paths))}), train=True)
     broken = next(i for i, p in enumerate(dataset.frame["path"]) if "truncated" in p)
+    torch.manual_seed(0)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        items = [dataset[i] for i in range(len(dataset))] + [dataset[broken]]
-    assert all(image.mode == "RGB" for image, _ in items)
-    assert int(items[broken][1]) == int(dataset.frame["label"].iloc[broken + 1])
+        items = [dataset[i] for i in range(len(dataset))] + [dataset[broken] for _ in range(11)]
+    assert len(items) == len(dataset) + 11 and all(image.mode == "RGB" for image, _ in items)
+    own = int(dataset.frame["label"].iloc[broken])
+    assert all(int(label) != own for _, label in items[broken:broken + 1] + items[len(dataset):])
+    assert dataset.skipped >= 12
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(messages) == 1 and "bad_truncated.jpg" in messages[0] and "truncated" in messages[0]
+    assert len(messages) == 2, "logged at the 1st and 10th skip only"
+    assert all("bad_truncated.jpg" in m and "truncated" in m for m in messages) and "10 skip" in messages[1]
+
+
+def test_face_dataset_for_evaluation_refuses_bad_headers(tree):
+    paths = [str(p) for p in list_images(tree)]
+    with pytest.raises(BadImageError) as err:
+        FaceDataset(pd.DataFrame({"path": paths, "label": range(len(paths))}))
+    message = str(err.value)
+    assert "2 of 12" in message and "bad_empty.jpg" in message and "bad_text.jpg" in message
+    assert "re-download it, or remove its row from the frame" in message and "on_error='blank'" in message
+
+
+def test_face_dataset_for_evaluation_never_substitutes_a_truncated_image(tree):
+    paths = [str(tree / name) for name in [*GOOD, "bad_truncated.jpg"]]
+    dataset = FaceDataset(pd.DataFrame({"path": paths}), target=None)
+    assert [dataset[i][1].item() for i in range(len(GOOD))] == list(range(len(GOOD)))
+    with pytest.raises(BadImageError, match="bad_truncated.jpg: is truncated.*remove its row"):
+        dataset[len(GOOD)]
+
+
+def test_face_dataset_blank_keeps_every_row_of_a_test_set(tree, caplog):
+    paths = [str(p) for p in list_images(tree)]
+    with caplog.at_level(logging.WARNING):
+        dataset = FaceDataset(pd.DataFrame({"path": paths}), transform=np.asarray, target=None, on_error="blank")
+    assert len(dataset) == len(paths) and list(dataset.frame["path"]) == paths
+    items = [dataset[i] for i in range(len(dataset))]
+    assert [int(position) for _, position in items] == list(range(len(paths)))  # each row keeps its own
+    bad = {i for i, p in enumerate(paths) if Path(p).name in BAD}
+    for i, (image, _) in enumerate(items):
+        grey = image.shape == (64, 64, 3) and (image == 128).all()
+        assert grey == (i in bad)
+    assert sorted(dataset.unreadable) == sorted(paths[i] for i in bad)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert all(Path(paths[i]).name in "".join(messages) for i in bad)
+    with pytest.raises(ValueError, match="on_error"):
+        FaceDataset(pd.DataFrame({"path": paths}), on_error="blank", train=True)
 
 
 def test_face_dataset_targets(tree):
@@ -166,14 +222,14 @@ def test_face_dataset_targets(tree):
                        "male": [True, False] * 4 + [True]}, index=range(100, 100 + len(good)))
     df = pd.concat([df.iloc[:2], pd.DataFrame({"path": [str(tree / "bad_empty.jpg")], "label": [0], "age": [0.0],
                                                "male": [False]}), df.iloc[2:]])
-    single = FaceDataset(df, transform=lambda im: torch.tensor(im.size))
+    single = FaceDataset(df, transform=lambda im: torch.tensor(im.size), train=True)
     size, label = single[0]
     assert size.tolist() == [16, 16] and label.dtype == torch.int64 and label.item() == 0
-    _, age = FaceDataset(df, target="age")[1]
+    _, age = FaceDataset(df, target="age", train=True)[1]
     assert age.dtype == torch.float32 and age.item() == pytest.approx(2.0)
-    _, both = FaceDataset(df, target=["label", "male"])[2]
+    _, both = FaceDataset(df, target=["label", "male"], train=True)[2]
     assert both["label"].item() == 2 and both["male"].dtype == torch.int64 and both["male"].item() == 1
-    positions = [FaceDataset(df, target=None)[i][1].item() for i in range(3)]
+    positions = [FaceDataset(df, target=None, train=True)[i][1].item() for i in range(3)]
     assert positions == [0, 1, 3]  # positions in df, skipping the dropped empty file
     with pytest.raises(TypeError, match="numeric"):
-        FaceDataset(df.assign(name="x"), target="name")
+        FaceDataset(df.assign(name="x"), target="name", train=True)

@@ -148,12 +148,27 @@ def test_scrub_hides_keys(home, monkeypatch):
     assert FAKE_TOKEN not in text and FAKE_KEY not in text and "a.jpg" in text
 
 
-def test_download_skips_when_present(home, tmp_path, capsys):
+def test_download_skips_a_complete_folder(home, tmp_path, capsys):
     dest = tmp_path / "cs405"
     dest.mkdir()
     (dest / "already.txt").write_text("x")
+    (dest / kaggle_io.MARKER).write_text("{}")
+    assert kaggle_io.is_complete(dest)
     assert kaggle_io.download("some-competition", dest) == dest  # no credentials: would raise if it tried
     assert "skipping" in capsys.readouterr().out
+
+
+def test_download_refuses_a_folder_without_marker(home, tmp_path):
+    dest = tmp_path / "cs405"
+    dest.mkdir()
+    (dest / "already.txt").write_text("x")
+    assert not kaggle_io.is_complete(dest)
+    with pytest.raises(kaggle_io.IncompleteDownloadError) as err:
+        kaggle_io.download("some-competition", dest)
+    message = str(err.value)
+    assert isinstance(err.value, RuntimeError)
+    assert str(dest) in message and "interrupted download" in message and "force=True" in message
+    assert (dest / "already.txt").read_text() == "x"
 
 
 def test_download_requires_credentials(home, tmp_path):
@@ -174,6 +189,8 @@ def test_download_runs_cli_and_unzips(fake_cli, tmp_path, kind, flag):
     assert (dest / "sample_submission.csv").is_file()
     assert not list(dest.rglob("*.zip")), "the zip is deleted after extraction"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["cs405"], "the temporary folder is removed"
+    marker = json.loads((dest / kaggle_io.MARKER).read_text())
+    assert marker["slug"] == "owner/slug" and marker["files"] == 2 and marker["utc"].endswith("Z")
 
 
 def test_cli_error_shows_hint_without_secret(fake_cli, monkeypatch, tmp_path):
@@ -199,7 +216,92 @@ def test_fetch_table_and_manual_sources(fake_cli, tmp_path):
     folder = kaggle_io.fetch("hw2p2", tmp_path)
     assert [args[3] for args in fake_cli()] == [kaggle_io.constants.HW2P2_CLS, kaggle_io.constants.HW2P2_VER]
     assert (folder / kaggle_io.constants.HW2P2_CLS / "sample_submission.csv").is_file()
+    parts = [kaggle_io.constants.HW2P2_CLS, kaggle_io.constants.HW2P2_VER]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(parts), "each part renamed into its own subdir"
+    assert all(kaggle_io.is_complete(folder / part) for part in parts)
     with pytest.raises(FileNotFoundError, match="github.com/joojs/fairface"):
         kaggle_io.fetch("fairface", tmp_path)
     with pytest.raises(FileNotFoundError, match="Task_B"):
         kaggle_io.fetch("facecom", tmp_path)
+
+
+# ---------------------------------------------------------------- interrupted and forced downloads
+
+def _writes_zip(names: list[str], content: bytes = b"new"):
+    """A stand-in for ``run_cli`` that drops a zip of ``names`` into the ``-p`` folder."""
+    def run_cli(args: list[str], slug: str) -> str:
+        with zipfile.ZipFile(Path(args[args.index("-p") + 1]) / "archive.zip", "w") as archive:
+            for name in names:
+                archive.writestr(name, content)
+        return "done"
+    return run_cli
+
+
+def _extract_fails_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th ``ZipFile.extract`` raise, as a full disk or a killed kernel would."""
+    real, calls = zipfile.ZipFile.extract, []
+
+    def extract(self, member, path=None, pwd=None):
+        calls.append(member)
+        if len(calls) == call:
+            raise OSError(28, "No space left on device")
+        return real(self, member, path, pwd)
+    monkeypatch.setattr(zipfile.ZipFile, "extract", extract)
+
+
+@pytest.fixture
+def credentials(home, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", FAKE_KEY)
+
+
+def test_interrupted_unzip_leaves_no_destination(credentials, monkeypatch, tmp_path):
+    names = ["train/n1/a.jpg", "train/n1/b.jpg", "train/n2/c.jpg"]
+    monkeypatch.setattr(kaggle_io, "run_cli", _writes_zip(names))
+    dest = tmp_path / "data" / "cs405"
+    with monkeypatch.context() as patch:
+        _extract_fails_at(patch, 2)
+        with pytest.raises(OSError, match="No space"):
+            kaggle_io.download("comp", dest)
+    assert not dest.exists(), "a partial tree must never sit at the destination"
+    assert list(dest.parent.iterdir()) == [], "the temporary folder is removed after a failure"
+    assert kaggle_io.download("comp", dest) == dest
+    assert kaggle_io.is_complete(dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.jpg")) == names
+    assert json.loads((dest / kaggle_io.MARKER).read_text())["files"] == 3
+
+
+def test_force_replaces_the_folder_only_after_success(credentials, monkeypatch, tmp_path):
+    dest = tmp_path / "data" / "cs405"
+    monkeypatch.setattr(kaggle_io, "run_cli", _writes_zip(["old.txt"], b"old"))
+    kaggle_io.download("comp", dest)
+
+    def broken_cli(args, slug):
+        raise kaggle_io.KaggleCLIError("403")
+    monkeypatch.setattr(kaggle_io, "run_cli", broken_cli)
+    with pytest.raises(kaggle_io.KaggleCLIError):
+        kaggle_io.download("comp", dest, force=True)
+    monkeypatch.setattr(kaggle_io, "run_cli", _writes_zip(["new/1.txt", "new/2.txt"]))
+    with monkeypatch.context() as patch:
+        _extract_fails_at(patch, 2)
+        with pytest.raises(OSError):
+            kaggle_io.download("comp", dest, force=True)
+    assert (dest / "old.txt").read_bytes() == b"old" and kaggle_io.is_complete(dest), "old folder untouched"
+    kaggle_io.download("comp", dest, force=True)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        kaggle_io.MARKER, "new/1.txt", "new/2.txt"]
+    assert [p.name for p in dest.parent.iterdir()] == ["cs405"], "no temporary or old folder is left"
+
+
+def test_leftover_partial_folders_are_never_read_as_data(tmp_path):
+    from helpers.datasets import LayoutError, hw2p2
+    from helpers.imageio import list_images
+
+    root = tmp_path / "hw2p2"
+    leftover = root / ".partial-11-785-s24-hw2p2-classification-x1y2" / "tree" / kaggle_io.constants.HW2P2_CLS
+    for split in ("train/n1", "dev/n1", "test"):
+        (leftover / split).mkdir(parents=True)
+        (leftover / split / "a.jpg").write_bytes(b"jpeg")
+    with pytest.raises(LayoutError):
+        hw2p2.read_classification(root)
+    assert list_images(tmp_path) == [] and not kaggle_io.is_complete(leftover)

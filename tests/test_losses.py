@@ -8,6 +8,7 @@ from torch import nn
 
 from helpers import engine, losses
 from helpers.models import heads
+from helpers.models.arcface import ArcFaceModel
 
 S, M, EPS = 30.0, 0.5, 1e-6
 
@@ -144,7 +145,7 @@ def test_arcface_model_learns_through_engine_fit(tmp_path):
     train = torch.utils.data.TensorDataset(x[split[:256]], y[split[:256]])
     val = torch.utils.data.TensorDataset(x[split[256:]], y[split[256:]])
     backbone = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
-    model = losses.ArcFaceModel(backbone, heads.EmbeddingHead(32, dim=12), losses.ArcFace(12, 8, s=16.0, m=0.3))
+    model = ArcFaceModel(backbone, heads.EmbeddingHead(32, dim=12), losses.ArcFace(12, 8, s=16.0, m=0.3))
     cfg = engine.TrainConfig(epochs=8, lr=1e-2, weight_decay=0.0, amp="off", channels_last=False,
                              progress=False, device="cpu")
     history = engine.fit(model, torch.utils.data.DataLoader(train, batch_size=32, shuffle=True),

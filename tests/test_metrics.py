@@ -16,6 +16,17 @@ def test_accuracy_from_predictions_and_logits():
     assert metrics.accuracy(np.array([2, 2]), np.array([2, 2])) == 1.0
 
 
+def test_balanced_accuracy_is_the_mean_recall():
+    recalls = [1 / 2, 2 / 2, 1 / 3]  # per class of Y_TRUE
+    assert metrics.balanced_accuracy(Y_PRED, Y_TRUE) == pytest.approx(np.mean(recalls))
+    logits = torch.nn.functional.one_hot(torch.tensor(Y_PRED), 3).float() * 5 - 1
+    assert metrics.balanced_accuracy(logits, torch.tensor(Y_TRUE)) == pytest.approx(np.mean(recalls))
+    # a majority-class guesser: high accuracy, chance-level balanced accuracy
+    truth = [0] * 8 + [1] * 2
+    assert metrics.accuracy([0] * 10, truth) == pytest.approx(0.8)
+    assert metrics.balanced_accuracy([0] * 10, truth) == pytest.approx(0.5)
+
+
 def test_topk_matches_manual_count():
     rng = np.random.default_rng(0)
     logits, targets = rng.normal(size=(200, 10)), rng.integers(0, 10, size=200)

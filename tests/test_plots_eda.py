@@ -50,7 +50,7 @@ def test_image_grid_accepts_every_kind_and_saves(tmp_path):
 
 def test_preview_grid_shows_original_then_augmentations():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 50, 3), dtype=np.uint8))
-    fig = plots.preview_grid(image, "hw2p2", image_size=32, n=5)
+    fig = plots.preview_grid(image, "heavy", image_size=32, n=5)
     arrays = shown(fig)
     assert len(arrays) == 6
     assert np.array_equal(arrays[0], np.asarray(image))
@@ -183,6 +183,6 @@ def test_channel_stats(tmp_path):
 
 def test_preview_grid_on_a_real_face(realdata, tmp_path):
     face = min((realdata / "utkface_dev" / "images").glob("*.jpg"))
-    fig = plots.preview_grid(face, "hw2p2", image_size=112, n=7, ncols=4)
+    fig = plots.preview_grid(face, "heavy", image_size=112, n=7, ncols=4)
     fig.savefig(tmp_path / "preview.png", dpi=80)
     assert len(shown(fig)) == 8 and (tmp_path / "preview.png").stat().st_size > 20_000

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import submission
+from helpers import files, submission
 from helpers.submission import SubmissionError
 
 IDS = ["00000.jpg", "00001.jpg", "00002.jpg", "00003.jpg"]
@@ -147,7 +147,7 @@ def test_second_write_never_overwrites(tmp_path, monkeypatch):
         def now(cls, tz=None):
             return datetime(2024, 1, 2, 3, 4, 5)
 
-    monkeypatch.setattr(submission, "datetime", FrozenClock)
+    monkeypatch.setattr(files, "datetime", FrozenClock)  # submission names files through files.fresh_path
     taken = tmp_path / "hw2p2_pairs_20240102-030405.csv"
     taken.write_text("keep me")
     first = submission.write_hw2p2_pairs([0, 1], [0.1, 0.2], tmp_path)

@@ -1,4 +1,7 @@
-"""Embedding head, embeddings with flip TTA, chunked similarity, open-set identification, pair scoring."""
+"""Embedding head, embeddings with flip TTA, chunked similarity, open-set identification, pair scoring, and
+the two models of notebook 07 (softmax and ArcFace, from scratch or from a notebook-03 run)."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,9 +10,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from helpers import transforms, verification
+from helpers import verification
 from helpers.datasets.constants import HW2P2_NO_MATCH
-from helpers.models import convnext, heads
+from helpers.imageio import BadImageError
+from helpers.models import backbones, heads
 
 
 def tiny_backbone() -> nn.Module:
@@ -18,8 +22,8 @@ def tiny_backbone() -> nn.Module:
     return backbone
 
 
-@pytest.mark.parametrize("make_backbone", [tiny_backbone, lambda: heads.PreLogits(convnext.create(
-    "convnext_atto", num_classes=5))], ids=["sequential", "convnext_prelogits"])
+@pytest.mark.parametrize("make_backbone", [tiny_backbone, lambda: backbones.create_backbone(
+    "scratch/convnext_atto")[0]], ids=["sequential", "convnext_features"])
 def test_embedding_head_gives_unit_vectors_and_trains(make_backbone):
     torch.manual_seed(0)
     backbone = make_backbone()
@@ -28,14 +32,8 @@ def test_embedding_head_gives_unit_vectors_and_trains(make_backbone):
     assert out.shape == (4, 512)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(4))
     out[:, 0].sum().backward()
-    no_grad = [name for name, p in model.named_parameters() if p.grad is None]
-    assert all("head.fc" in name for name in no_grad)  # only the classifier's unused last Linear
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []  # every layer learns
     assert heads.EmbeddingHead(8, dim=16, normalize=False).eval()(torch.randn(3, 8)).norm(dim=1).max() > 1.01
-
-
-def test_prelogits_rejects_models_without_forward_head():
-    with pytest.raises(TypeError, match="forward_head"):
-        heads.PreLogits(nn.Linear(3, 3))
 
 
 def test_embed_with_flip_tta_is_mirror_invariant_and_normalised():
@@ -51,6 +49,15 @@ def test_embed_with_flip_tta_is_mirror_invariant_and_normalised():
     plain = verification.embed(model, loader, flip_tta=False, amp="off", normalize=False, progress=False)
     torch.testing.assert_close(plain, model(images))
     assert not torch.allclose(F.normalize(plain, dim=1), emb)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_embed_leaves_the_model_in_its_own_mode(training):
+    """A later hand-written forward pass must not run with dropout/BatchNorm in the wrong mode."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 6), nn.Dropout(0.5)).train(training)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 3, 4, 4), torch.arange(4)))
+    verification.embed(model, loader, flip_tta=True, amp="off", progress=False)
+    assert all(m.training == training for m in model.modules())
 
 
 @pytest.mark.parametrize("metric", verification.METRICS)
@@ -127,23 +134,51 @@ def test_mean_gallery_renormalises_unit_embeddings():
         verification.build_gallery(emb, ["a", "b", "c"], "median")
 
 
-def test_score_pairs_embeds_each_file_once(tmp_path):
-    rng = np.random.default_rng(0)
+def image_files(folder, n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
     paths = []
-    for i in range(4):
-        path = tmp_path / f"{i}.jpg"
+    for i in range(n):
+        path = folder / f"{i}.jpg"
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
         paths.append(str(path))
+    return paths
+
+
+def test_pair_scores_embed_each_file_once(tmp_path):
+    paths = image_files(tmp_path, 4)
     pairs = pd.DataFrame({"path1": [paths[0], paths[1], paths[2]], "path2": [paths[0], paths[3], paths[1]]})
     calls = []
     backbone = tiny_backbone()
     backbone.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
-    scores = verification.score_pairs(backbone, pairs, transforms.build("hw2p2", 32, train=False),
-                                      batch_size=8, flip_tta=False, amp="off")
+    store = verification.embed_store(backbone, verification.image_paths(pairs), image_size=32, batch_size=8,
+                                     flip_tta=False, amp="off", progress=False)
+    scores = verification.store_pair_scores(store, pairs)
     assert scores.shape == (3,) and scores[0] == pytest.approx(1.0, abs=1e-5)
-    assert sum(calls) == 4  # four distinct files
+    assert sum(calls) == 4 and len(store) == 4  # four distinct files
     with pytest.raises(ValueError, match="path1, path2"):
-        verification.score_pairs(backbone, pairs.rename(columns={"path1": "a"}), None)
+        verification.store_pair_scores(store, pairs.rename(columns={"path1": "a"}))
+
+
+def test_embed_paths_keeps_the_order_and_normalisation(tmp_path):
+    """Row i embeds paths[i] at ``image_size`` with the given normalisation (the eval transform)."""
+    paths = image_files(tmp_path, 5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    forward = verification.embed_paths(model, paths, 16, batch_size=2, flip_tta=False, amp="off",
+                                       normalize=False, progress=False)
+    backward = verification.embed_paths(model, paths[::-1], 16, batch_size=3, flip_tta=False, amp="off",
+                                        normalize=False, progress=False)
+    torch.testing.assert_close(forward, backward.flip(0))
+    facenet = verification.embed_paths(model, paths, 16, norm="facenet", flip_tta=False, amp="off",
+                                       normalize=False, progress=False)
+    assert not torch.allclose(forward, facenet)
+
+
+def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
+    paths = image_files(tmp_path, 3)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(BadImageError, match="broken.jpg"):
+        verification.embed_paths(tiny_backbone(), [*paths, str(broken)], 32, amp="off", progress=False)
 
 
 def test_embedding_head_on_factory_backbones():
@@ -200,26 +235,63 @@ def test_cross_validated_accuracy_is_not_flattered():
     assert np.mean(held_out) == pytest.approx(0.5, abs=0.05)
 
 
-def test_arcface_recipe_fine_tunes_notebook_03_checkpoint(tmp_path, monkeypatch):
-    from helpers import results
-    from helpers.recipes import ArcFaceRecipe
+@pytest.mark.usefixtures("one_thread")
+def test_notebook_07_fine_tunes_the_latest_notebook_03_run(tmp_path, monkeypatch):
+    """Notebook 07 starts both models from the best checkpoint of the newest notebook-03 run (its model and
+    norm read from that run's config.json), and trains the body at backbone_lr_scale only when fine-tuning."""
+    from helpers import classification, config, engine, recipes
 
     monkeypatch.setenv("FACES_RUNS", str(tmp_path))
     monkeypatch.setenv("FACES_PROFILE", "demo")
-    recipe = ArcFaceRecipe().for_profile()
-    assert recipe.init_from is None and recipe.init_run() is None  # the demo trains from scratch
-    recipe = ArcFaceRecipe(backbone="scratch/convnext_atto")
-    assert recipe.init_run() is None  # nothing recorded yet
-    trained = convnext.create("convnext_atto", num_classes=5)
-    run_dir = tmp_path / "03" / "run"
-    run_dir.mkdir(parents=True)
-    torch.save({"model": trained.state_dict(), "ema": None}, run_dir / "best.pt")
-    results.record("03_convnext_from_scratch", "convnext_atto", {"dev_acc": 0.5},
-                   settings={"model": "convnext_atto", "norm": "layernorm"}, run_dir=run_dir)
-    init = recipe.init_run()
-    assert init["checkpoint"] == run_dir / "best.pt" and init["model"] == "convnext_atto"
-    softmax, arcface = recipe.build_models(7, init)
+    assert recipes.resolve("07_arcface_verification").init_from is None  # the demo trains from scratch
+    with pytest.raises(FileNotFoundError, match="run that notebook first"):  # nothing trained yet
+        config.find_run("03_convnext_from_scratch", "latest")
+
+    notebook_03 = recipes.resolve("03_convnext_from_scratch")
+    trained = classification.build_model(notebook_03, 5)
+    x, y = torch.randn(32, 3, 32, 32), torch.arange(32) % 5
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    run_dir = config.new_run_dir("03_convnext_from_scratch")
+    cfg = engine.TrainConfig(epochs=1, lr=1e-2, ema_decay=0.5, progress=False, tensorboard=False)
+    engine.fit_stages(trained, loader, loader, cfg, run_dir, [engine.Stage("all", 1)],
+                      meta=notebook_03.record())
+    init_dir = config.find_run("03_convnext_from_scratch", "latest")
+    assert init_dir == run_dir
+    best = engine.checkpoint.model_weights(engine.load_checkpoint(run_dir / "best.pt"))  # the EMA weights
+    backbone, info = verification.init_backbone(init_dir)
+    assert info.name == "scratch/convnext_atto"
+    torch.testing.assert_close(backbone.stem[0].weight, best["backbone.stem.0.weight"])
+
+    recipe = recipes.get("07_arcface_verification").with_values(backbone="scratch/convnext_atto")
+    softmax, arcface = verification.build_models(recipe, 7, init_dir)
     for model in (softmax, arcface):
-        torch.testing.assert_close(model.backbone.stem[0].weight, trained.stem[0].weight)
-    assert recipe.train_config(init).param_groups == {"backbone.": 0.1}
-    assert recipe.train_config(None).param_groups == {}
+        torch.testing.assert_close(model.backbone.stem[0].weight, best["backbone.stem.0.weight"])
+    assert softmax(x[:2]).shape == (2, 7) and arcface(x[:2]).shape == (2, 7)
+    assert arcface.arcface.s == recipe.s and arcface.head.num_features == recipe.embedding_dim
+    assert verification.train_config(recipe, init_dir).param_groups == {"backbone.": 0.1}
+    assert verification.train_config(recipe, None).param_groups == {}  # from scratch: one rate
+    scratch, _ = verification.build_models(recipe, 7, None)
+    assert not torch.equal(scratch.backbone.stem[0].weight, best["backbone.stem.0.weight"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_notebook_07_trains_both_models_from_the_same_start(tmp_path):
+    from helpers import engine, recipes
+
+    recipe = recipes.get("07_arcface_verification").for_profile().with_values(
+        epochs=1, embedding_dim=16, progress=False, tensorboard=False)
+    softmax, arcface = verification.build_models(recipe, 4, None)
+    torch.testing.assert_close(softmax.backbone.stem[0].weight, arcface.backbone.stem[0].weight)
+    x, y = torch.randn(48, 3, 32, 32), torch.arange(48) % 4
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    histories = verification.train({"softmax": softmax, "arcface": arcface}, {"train": loader, "dev": loader},
+                                   recipe, tmp_path)
+    assert set(histories) == {"softmax", "arcface"} and all(len(h) == 1 for h in histories.values())
+    for name, model in (("softmax", softmax), ("arcface", arcface)):
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["meta"]["notebook"] == "07_arcface_verification" and saved["meta"]["init_from"] == "None"
+        best = engine.checkpoint.model_weights(engine.load_checkpoint(tmp_path / name / "best.pt"))
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in best.items())  # each ends on its best.pt
+    losses = {name: json.loads((tmp_path / name / "config.json").read_text())["loss_fn"]
+              for name in histories}
+    assert "ArcFaceModel.loss" in losses["arcface"] and losses["softmax"].startswith("CrossEntropyLoss")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from helpers import config
@@ -133,6 +133,14 @@ def flat_folder(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame({"path": [str(p) for p in paths], "id": [p.name for p in paths]})
 
 
+def target_tensors(frame: pd.DataFrame, target: str | Sequence[str]) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The ``target`` column of ``frame`` as a tensor, or several columns as a dict of tensors (int64 for
+    integer/bool columns, float32 for floats): the targets of ``FaceDataset`` and of the packed GPU path."""
+    if isinstance(target, str):
+        return _as_tensor(frame[target])
+    return {c: _as_tensor(frame[c]) for c in target}
+
+
 def _as_tensor(values: pd.Series) -> torch.Tensor:
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
         return torch.tensor(values.to_numpy(dtype=np.int64))
@@ -142,31 +150,61 @@ def _as_tensor(values: pd.Series) -> torch.Tensor:
                     f"(e.g. 'label' or an '*_idx' column).")
 
 
+BLANK = Image.new("RGB", (64, 64), (128, 128, 128))  # stands in for an unreadable test image (on_error="blank")
+MAX_REPLACEMENTS = 100  # random draws a training item may try before giving up
+ROW_FIX = ("re-download it, or remove its row from the frame if it does not belong to a Kaggle test set (for a "
+           "Kaggle test set, where every image needs a row, pass on_error='blank')")
+
+
+def _shown(paths: Sequence, first: int = 5) -> str:
+    return "; ".join(map(str, list(paths)[:first])) + (" ..." if len(paths) > first else "")
+
+
 class FaceDataset(Dataset):
     """The images of a reader's DataFrame with their targets, as ``(image, target)``.
 
     ``target``: one column -> a tensor (int64 for integer/bool columns, float32 for floats); a list of
     columns -> a dict of such tensors; ``None`` -> the row's position in ``df`` (to map predictions back).
-    Files that are empty or unreadable are dropped at construction with one warning; a file that fails to
-    decode later (truncated) is logged once and replaced by the next good item. ``frame`` holds the kept
-    rows in dataset order (with ``df``'s index).
+    ``frame`` holds the kept rows in dataset order (with ``df``'s index). Unreadable files:
+
+    * ``train=True`` (the shuffled training loader only): files whose header cannot be read are dropped at
+      construction with one warning; a file that fails to decode later is replaced by a random item drawn with
+      ``torch.randint`` (so seeded workers stay reproducible). ``skipped`` counts replacements in this process
+      (each loader worker counts its own); a warning is logged at the 1st, 10th, 100th... skip only.
+    * ``train=False`` (default: evaluation, test predictions, embeddings): nothing is ever substituted. Bad
+      headers raise ``BadImageError`` at construction naming them; a file that fails to decode raises when read.
+    * ``on_error="blank"`` (only with ``train=False``; for a Kaggle test set, where every image needs a row):
+      an unreadable image becomes a mid-grey 64x64 RGB image that keeps its row and target; ``unreadable``
+      lists those files (bad headers at construction, decode failures as met in this process) and a warning
+      names each.
     """
 
     def __init__(self, df: pd.DataFrame, transform: Callable | None = None,
-                 target: str | list[str] | None = "label"):
+                 target: str | list[str] | None = "label", train: bool = False, on_error: str = "raise"):
+        if on_error not in ("raise", "blank") or (train and on_error == "blank"):
+            raise ValueError(f"on_error={on_error!r}: use 'raise', or 'blank' with train=False (a Kaggle test set).")
         columns = [] if target is None else [target] if isinstance(target, str) else list(target)
         if any(c not in df.columns for c in ["path", *columns]):
             raise ColumnsError("FaceDataset frame", list(df.columns), ["path", *columns])
+        self.transform, self.target, self.train, self.on_error = transform, target, train, on_error
+        self.skipped, self.unreadable = 0, []
         _, bad = verify_headers(df["path"].tolist())
-        if bad:
-            shown = "; ".join(f"{path} ({reason})" for path, reason in list(bad.items())[:5])
-            log.warning("Dropped %d of %d images that cannot be opened. First ones: %s", len(bad), len(df), shown)
-        self.rows = np.flatnonzero(~df["path"].isin(list(bad)).to_numpy())
+        keep = np.ones(len(df), dtype=bool)
+        if bad and train:
+            log.warning("Dropped %d of %d training images that cannot be opened. First ones: %s", len(bad),
+                        len(df), _shown([f"{path} ({reason})" for path, reason in bad.items()]))
+            keep = ~df["path"].isin(list(bad)).to_numpy()
+        elif bad and on_error == "blank":
+            self.unreadable = [str(path) for path in bad]
+            log.warning("%d unreadable image(s) will be grey (on_error='blank'): %s", len(bad), _shown(bad))
+        elif bad:
+            shown = _shown([f"{path} ({reason})" for path, reason in bad.items()])
+            raise BadImageError(next(iter(bad)), f"{len(bad)} of {len(df)} images cannot be opened: {shown}. "
+                                                 f"For each one: {ROW_FIX}.")
+        self.rows = np.flatnonzero(keep)
         self.frame = df.iloc[self.rows]
-        self.transform, self.target = transform, target
         self._paths = self.frame["path"].to_numpy(dtype=str)
         self._targets = {c: _as_tensor(self.frame[c]) for c in columns}
-        self._broken: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -179,18 +217,37 @@ class FaceDataset(Dataset):
         return {c: values[i] for c, values in self._targets.items()}
 
     def __getitem__(self, index: int):
-        for offset in range(len(self)):
-            i = (index + offset) % len(self)
-            if i in self._broken:
-                continue
+        image, i = self._load(index)
+        return (self.transform(image) if self.transform else image), self._target(i)
+
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        """The RGB image of item ``index`` and the item it belongs to (another one only when training)."""
+        for _ in range(MAX_REPLACEMENTS):
             try:
-                image = load_rgb(self._paths[i])
+                return load_rgb(self._paths[index]), index
             except BadImageError as err:
-                self._broken.add(i)
-                log.warning("%s; using the next image instead.", err)
-                continue
-            return (self.transform(image) if self.transform else image), self._target(i)
-        raise RuntimeError(f"None of the {len(self)} images could be decoded.")
+                if not self.train:
+                    return self._stand_in(index, err), index
+                self._count_skip(err)
+                index = int(torch.randint(len(self), (1,)))
+        raise RuntimeError(f"{MAX_REPLACEMENTS} images in a row could not be decoded (of {len(self)}); check the "
+                           f"data with helpers.imageio.scan and re-download it.")
+
+    def _stand_in(self, index: int, err: BadImageError) -> Image.Image:
+        """The grey stand-in of an unreadable evaluation image (``on_error="blank"``), else the error."""
+        if self.on_error != "blank":
+            raise BadImageError(err.path, f"{err.reason}. Fix: {ROW_FIX}.", err.kind) from err
+        if str(self._paths[index]) not in self.unreadable:
+            self.unreadable.append(str(self._paths[index]))
+            log.warning("%s; row %d gets a grey image (on_error='blank').", err, self.rows[index])
+        return BLANK.copy()
+
+    def _count_skip(self, err: BadImageError) -> None:
+        """Count a training replacement; log the 1st, 10th, 100th... only."""
+        self.skipped += 1
+        if self.skipped == 10 ** (len(str(self.skipped)) - 1):
+            log.warning("%s; replaced by a random training image (%d skip(s) in this dataset so far; logged at "
+                        "1, 10, 100, ... skips).", err, self.skipped)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -245,8 +302,7 @@ def stratified_split(df: pd.DataFrame, fractions: dict[str, float], by: str | Se
 
 def holdout_split(df: pd.DataFrame, frac: float = 0.2, by: str | Sequence[str] | None = None,
                   seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(rest, holdout)`` with ``frac`` of the rows held out, stratified by ``by`` (scikit-learn's
-    ``train_test_split``; each stratum needs at least two rows). Rows keep ``df``'s order."""
-    stratify = None if by is None else _strata(df, by)
-    rest, holdout = train_test_split(np.arange(len(df)), test_size=frac, random_state=seed, stratify=stratify)
-    return df.iloc[np.sort(rest)], df.iloc[np.sort(holdout)]
+    """``(rest, holdout)`` with ``frac`` of the rows held out, per stratum of ``by``: :func:`stratified_split`
+    with two parts. Rows keep ``df``'s order."""
+    parts = stratified_split(df, {"rest": 1 - frac, "holdout": frac}, by, seed)
+    return parts["rest"], parts["holdout"]

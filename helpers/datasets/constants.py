@@ -47,8 +47,26 @@ CELEBA_PARTITIONS = {0: "train", 1: "valid", 2: "test"}
 
 # FACECOM (COMSYS Hackathon-5).
 FACECOM_GENDERS = ["female", "male"]  # ImageFolder (sorted) order
-FACECOM_DISTORTIONS = ["blur", "fog", "lowlight", "noise", "rain", "resized", "overexposed"]
+# Suffixes of Task B's distorted files (<stem>_<suffix>.jpg, e.g. 001_frontal_foggy.jpg); the same names and
+# order as helpers.distortions.DISTORTIONS, which draws each one.
+FACECOM_DISTORTIONS = ["blurred", "foggy", "lowlight", "noisy", "rainy", "resized", "sunny"]
 
 # UTKFace file names: <age>_<gender>_<race>_<date>.jpg
 UTKFACE_GENDERS = ["male", "female"]
 UTKFACE_RACES = ["White", "Black", "Asian", "Indian", "Others"]
+
+# Kaggle sources (competition slugs above) and the folder each dataset's layout is recognised by.
+KAGGLE_DATASETS = {
+    "celeba": "jessicali9530/celeba-dataset",
+    "utkface": "jangedoo/utkface-new",
+    "adience": "ttungl/adience-benchmark-gender-and-age-classification",
+}
+MARKERS = {
+    "hw2p2": (HW2P2_CLS, HW2P2_VER),
+    "cs405": ("dataset/train",),
+    "fairface": ("fairface_label_train.csv",),
+    "adience": ("fold_0_data.txt",),
+    "celeba": ("list_attr_celeba.txt", "list_attr_celeba.csv"),
+    "facecom": ("Task_A", "Task_B"),
+    "utkface": ("UTKFace", "crop_part1", "utkface_aligned_cropped"),
+}

@@ -18,14 +18,12 @@ TREE_A = """<root>/
 
 TREE_B = f"""<root>/
 └── Task_B/
-    ├── train/<identity>/*.jpg                          clean images
-    ├── train/<identity>/distortion/<stem>_<type>.jpg   type in {FACECOM_DISTORTIONS}
-    └── val/<identity>/...                              same as train"""
+    ├── train/<identity>/*.jpg                            clean images
+    ├── train/<identity>/distortion/<stem>_<suffix>.jpg   suffix in {FACECOM_DISTORTIONS}
+    └── val/<identity>/...                                other people, laid out as train"""
 
 TREE = f"{TREE_A}\n{TREE_B}"
 SPLITS = ("train", "val")
-# Adjective suffixes seen in the released files (e.g. 001_frontal_foggy.jpg) -> the distortion's name.
-ALIASES = {"blurred": "blur", "blurry": "blur", "foggy": "fog", "noisy": "noise", "rainy": "rain"}
 
 
 def read_task_a(root: str | Path) -> FaceSet:
@@ -37,26 +35,40 @@ def read_task_a(root: str | Path) -> FaceSet:
 
 
 def _distortion(path: Path) -> str:
-    """``clean`` for an identity's own images, else the type named by the file's last ``_`` suffix."""
-    if path.parent.name != "distortion":
-        return "clean"
-    suffix = path.stem.rsplit("_", 1)[-1].lower()
-    return ALIASES.get(suffix, suffix)
+    """``clean`` for an identity's own images, else the suffix after the file name's last ``_``."""
+    return "clean" if path.parent.name != "distortion" else path.stem.rsplit("_", 1)[-1].lower()
+
+
+def _check_disjoint(folders: dict[str, Path]) -> None:
+    """Raise ``ValueError`` naming the identities found in both train and val (a face in both is a leak)."""
+    shared = sorted(set(class_names(folders["train"])) & set(class_names(folders["val"])))
+    if shared:
+        raise ValueError(f"FACECOM Task_B: {len(shared)} identit{'y is' if len(shared) == 1 else 'ies are'} in "
+                         f"both train and val: {shared[:10]}{' ...' if len(shared) > 10 else ''}. Task B's val "
+                         f"people must be unseen in training (a face in both leaks val into training); remove "
+                         f"them from one split of {folders['train'].parent}, or re-download the dataset.")
 
 
 def read_task_b(root: str | Path) -> FaceSet:
-    """train/val [path, identity, label, distortion]; labels index the sorted identities of both splits
-    (the same as ImageFolder on train when val's identities are a subset of train's)."""
+    """train/val [path, identity, label, distortion]: each split's own people (train and val are disjoint).
+
+    Task B matches each distorted image against a clean gallery of people unseen in training, so each
+    split's ``label`` indexes that split's sorted identities (its ImageFolder order, i.e.
+    ``sorted(frame["identity"].unique())``): ``classes`` are the train identities (for an identity loss such
+    as ArcFace), and a val label only says which val images show the same person. ``distortion`` is
+    ``"clean"`` or the file's suffix (``constants.FACECOM_DISTORTIONS``; another suffix is kept with a
+    warning). Raises ``ValueError`` when an identity is in both splits.
+    """
     base = find_root(root, "Task_B", TREE_B) / "Task_B"
     folders = {split: require(base / split, TREE_B) for split in SPLITS}
-    classes = sorted(set().union(*(class_names(folder) for folder in folders.values())))
+    _check_disjoint(folders)
     splits = {}
     for split, folder in folders.items():
-        frame = class_folders(folder, classes)
+        frame = class_folders(folder)
         frame["distortion"] = pd.Series([_distortion(Path(p)) for p in frame["path"]], dtype=object)
         splits[split] = frame
     unknown = sorted(set().union(*(f["distortion"] for f in splits.values())) - {"clean", *FACECOM_DISTORTIONS})
     if unknown:
-        log.warning("FACECOM Task_B: distortion type(s) %s are not in %s; kept as named.", unknown,
+        log.warning("FACECOM Task_B: distortion suffix(es) %s are not in %s; kept as named.", unknown,
                     FACECOM_DISTORTIONS)
-    return FaceSet("facecom", base.parent, splits, classes=classes)
+    return FaceSet("facecom", base.parent, splits, classes=class_names(folders["train"]))

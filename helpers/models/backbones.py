@@ -1,7 +1,7 @@
-"""One factory over timm, torchvision, facenet-pytorch and our scratch ConvNeXt, plus freezing policies.
+"""One factory over timm, torchvision, facenet-pytorch and our scratch ConvNeXt.
 
 ``create_backbone(name)`` returns a module whose ``forward`` gives pooled features ``(B, num_features)`` and a
-:class:`ModelInfo` with the preprocessing that belongs to it (input sizes, normalisation, transforms recipe).
+:class:`ModelInfo` with the preprocessing that belongs to it (input sizes and normalisation).
 ``create_model(name, num_classes)`` puts a head from :mod:`helpers.models.heads` on top.
 
 Names: a timm model name (``resnet50``, ``mobilenetv2_100``, ``inception_v3``, ``vit_large_patch32_224``...),
@@ -12,28 +12,22 @@ Pretrained weights come from the library's own source when online, or from a loc
 ``weights_file=PATH``, or for torchvision and facenet the file placed in ``torch.hub.get_dir()/checkpoints``.
 Offline without them, :class:`WeightsUnavailableError` names the exact file and where to put it.
 
-Freezing works on *layers*: a layer is a module that owns parameters directly (a conv, linear or norm layer;
-also a block's layer scale or a ViT's position embedding), taken in registration order (``named_modules``).
-A BatchNorm is a layer of its own, as in Keras. ``("last", N)`` trains the backbone's last N layers and the
-head; ``"head"`` trains the head only; ``"full"`` trains everything. Frozen BatchNorm layers keep updating
-their running statistics in train mode (only gradients are switched off).
+Freezing policies over the backbone live in :mod:`helpers.models.freezing`.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 
-import pandas as pd
 import timm
 import torch
 import torchvision
-from facenet_pytorch import InceptionResnetV1
 from torch import nn
 
-from helpers import engine, transforms
+from helpers import transforms
 from helpers.models import convnext
 from helpers.models.heads import LinearHead, MLPHead
 
@@ -48,18 +42,15 @@ INCEPTION_MIN_SIZE = 75  # smallest input of the Inception family (measured: 74 
 TIMM_MIN_SIZES = {"inception_v3": INCEPTION_MIN_SIZE, "inception_v4": INCEPTION_MIN_SIZE,
                   "inception_resnet_v2": INCEPTION_MIN_SIZE}
 
-Policy = str | tuple[str, int]  # "full" | "head" | ("last", N)
-
-
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but neither a local file nor the network could provide them."""
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a backbone expects: its source, input sizes and normalisation, and the matching transforms recipe.
+    """What a backbone expects: its source, input sizes and normalisation.
 
-    ``recipe`` is a :mod:`helpers.transforms` recipe: ``"imagenet"`` for ImageNet mean/std, ``"facenet"``
+    ``norm`` is a :data:`helpers.transforms.NORMS` key: ``"imagenet"`` for ImageNet mean/std, ``"facenet"``
     for inputs scaled to [-1, 1] (facenet's fixed standardisation; also timm's Inception and ViT-orig models,
     whose mean/std are 0.5).
     """
@@ -67,17 +58,18 @@ class ModelInfo:
     name: str
     source: str  # "timm", "torchvision", "facenet" or "scratch"
     input_size: tuple[int, int]  # (minimum, default) side in pixels
-    recipe: str
+    norm: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weights: str | None = None  # where the weights came from; None: random initialisation
 
-    def transform(self, image_size: int | None = None, train: bool = True):
-        """The train or eval transform for this backbone at ``image_size`` (default: its own size)."""
-        return transforms.build(self.recipe, image_size or self.input_size[1], train=train)
+    def transform(self, augment: str, image_size: int | None = None, train: bool = True):
+        """The train (level ``augment``) or eval transform for this backbone at ``image_size`` (default: its
+        own size), with its normalisation."""
+        return transforms.build(augment, image_size or self.input_size[1], train, self.norm)
 
 
-def _recipe_for(mean: Sequence[float]) -> str:
+def _norm_for(mean: Sequence[float]) -> str:
     return "facenet" if all(math.isclose(m, 0.5) for m in mean) else "imagenet"
 
 
@@ -136,7 +128,7 @@ def _timm(name: str, pretrained: bool, weights_file, **kwargs) -> tuple[nn.Modul
     weights = None
     if overlay or pretrained:
         weights = overlay["file"] if overlay else cfg.get("hf_hub_id") or cfg.get("url")
-    info = ModelInfo(name, "timm", (smallest, side), _recipe_for(data["mean"]),
+    info = ModelInfo(name, "timm", (smallest, side), _norm_for(data["mean"]),
                      tuple(data["mean"]), tuple(data["std"]), weights)
     return model, info
 
@@ -165,6 +157,8 @@ def _facenet(dataset: str, pretrained: bool, weights_file) -> tuple[nn.Module, M
     ``last_bn`` output, which facenet's own classifier reads); normalise it yourself for verification."""
     if dataset not in FACENET_URLS:
         raise ValueError(f"facenet/{dataset} is unknown; choose one of {sorted(FACENET_URLS)}.")
+    from facenet_pytorch import InceptionResnetV1  # imported here: only this model needs the package
+
     url, n_identities = FACENET_URLS[dataset]
     model = InceptionResnetV1(classify=True, num_classes=n_identities)
     weights = None
@@ -244,75 +238,3 @@ def create_model(name: str, num_classes: int, pretrained: bool = False,
     else:
         raise ValueError(f"head={head!r}; use 'linear' or a list of hidden sizes such as [1024, 512].")
     return FaceClassifier(backbone, classifier, info)
-
-
-# ---------------------------------------------------------------------------------------------- freezing
-
-def layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The layers of ``module``: modules owning parameters directly, in registration order."""
-    return [(name, m) for name, m in module.named_modules()
-            if next(m.parameters(recurse=False), None) is not None]
-
-
-def _count(params: Iterable[nn.Parameter]) -> int:
-    return sum(p.numel() for p in params)
-
-
-def _trainable_layers(policy: Policy, total: int) -> int:
-    if policy == "full":
-        return total
-    if policy == "head":
-        return 0
-    if isinstance(policy, (tuple, list)) and len(policy) == 2 and policy[0] == "last" and int(policy[1]) >= 0:
-        return min(int(policy[1]), total)
-    raise ValueError(f"Freezing policy {policy!r}; use 'full', 'head' or ('last', N).")
-
-
-def summary(model: FaceClassifier, image_size: int | None = None) -> dict:
-    """Parameter counts and the input size (``(3, side, side)``; default: the backbone's own size)."""
-    side = image_size or model.info.input_size[1]
-    return {"parameters": _count(model.parameters()),
-            "trainable": _count(p for p in model.parameters() if p.requires_grad),
-            "input_size": (3, side, side)}
-
-
-def freeze(model: FaceClassifier, policy: Policy) -> dict:
-    """Apply a freezing policy to ``model.backbone`` (the head always trains); return the counts: parameters,
-    trainable parameters, backbone layers and how many of them train."""
-    backbone_layers = layers(model.backbone)
-    n = _trainable_layers(policy, len(backbone_layers))
-    model.backbone.requires_grad_(False)
-    for _, layer in backbone_layers[len(backbone_layers) - n:]:
-        for param in layer.parameters(recurse=False):
-            param.requires_grad_(True)
-    model.head.requires_grad_(True)
-    counts = summary(model)
-    return {"policy": policy, "parameters": counts["parameters"], "trainable": counts["trainable"],
-            "layers": len(backbone_layers), "trainable_layers": n}
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A stretch of training under one freezing policy, with its own learning rate (None: the config's)."""
-
-    epochs: int
-    policy: Policy = "full"
-    lr: float | None = None
-
-
-def fit_stages(model: FaceClassifier, train_loader, val_loader, cfg: engine.TrainConfig, run_dir: str | Path,
-               stages: Sequence[Stage], loss_fn=None) -> pd.DataFrame:
-    """Train in stages, e.g. the head alone for 3 epochs, then the last 15 layers too ("frozen for the first k
-    epochs, then unfrozen"). Each stage freezes ``model`` by its policy and runs :func:`engine.fit` in
-    ``run_dir/stage_<i>`` with a fresh optimizer and schedule over the parameters then trainable, starting
-    from the previous stage's final weights. Returns the joined history (epochs numbered on, plus a ``stage``
-    column)."""
-    histories, done = [], 0
-    for i, stage in enumerate(stages, 1):
-        freeze(model, stage.policy)
-        stage_cfg = replace(cfg, epochs=stage.epochs, lr=stage.lr or cfg.lr, seed=cfg.seed + done)
-        history = engine.fit(model, train_loader, val_loader, stage_cfg, Path(run_dir) / f"stage_{i}",
-                             loss_fn)
-        histories.append(history.assign(epoch=history["epoch"] + done, stage=i))
-        done += len(history)
-    return pd.concat(histories, ignore_index=True)

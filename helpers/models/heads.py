@@ -60,19 +60,3 @@ class EmbeddingHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm_out(self.fc(self.dropout(self.norm_in(x))))
         return nn.functional.normalize(x, dim=1) if self.normalize else x
-
-
-class PreLogits(nn.Module):
-    """A classifier's pooled features before its last Linear (``forward_head(..., pre_logits=True)``, the
-    interface of timm models and ``helpers.models.convnext``): a softmax-trained model as an embedder."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        if not hasattr(model, "forward_head") or not hasattr(model, "forward_features"):
-            raise TypeError(f"{type(model).__name__} has no forward_features/forward_head(pre_logits=True); "
-                            "use a timm or helpers.models.convnext model.")
-        self.model = model
-        self.num_features = model.num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)

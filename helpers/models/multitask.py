@@ -52,13 +52,17 @@ class BaselineCNN(nn.Module):
 
 
 class MultiTaskModel(nn.Module):
-    """Backbone -> shared Linear/ReLU/Dropout -> gender, race and age heads; ``forward`` returns a dict.
+    """Backbone -> shared Linear/ReLU/Dropout layer(s) -> gender, race and age heads; ``forward`` returns a dict.
 
-    Parameter names start with ``backbone.``, ``shared.`` and ``heads.`` (for ``TrainConfig.param_groups``).
+    ``hidden`` is one width or several (``(1024, 512)``: two shared layers); ``num_races=None`` leaves the race
+    head out (Adience: gender and ``num_age_bins`` age groups). Parameter names start with ``backbone.``,
+    ``shared.`` and ``heads.`` (for ``TrainConfig.param_groups``).
     """
 
-    def __init__(self, backbone: nn.Module, num_races: int, age_mode: str = "regression", hidden: int = 256,
-                 dropout: float = 0.3, age_range: tuple[float, float] = (0.0, 100.0), num_genders: int = 2):
+    def __init__(self, backbone: nn.Module, num_races: int | None, age_mode: str = "regression",
+                 hidden: int | Sequence[int] = 256, dropout: float = 0.3,
+                 age_range: tuple[float, float] = (0.0, 100.0), num_genders: int = 2,
+                 num_age_bins: int = NUM_AGE_BINS):
         super().__init__()
         if age_mode not in AGE_MODES:
             raise ValueError(f"age_mode={age_mode!r}; choose one of {AGE_MODES}.")
@@ -67,12 +71,13 @@ class MultiTaskModel(nn.Module):
                             "pooled features (BaselineCNN or helpers.models.backbones.create_backbone).")
         self.age_mode = age_mode
         self.backbone = backbone
-        self.shared = nn.Sequential(nn.Linear(backbone.num_features, hidden), nn.ReLU(inplace=True),
-                                    nn.Dropout(dropout))
-        age_outputs = 1 if age_mode == "regression" else NUM_AGE_BINS
-        self.heads = nn.ModuleDict({"gender": LinearHead(hidden, num_genders),
-                                    "race": LinearHead(hidden, num_races),
-                                    "age": LinearHead(hidden, age_outputs)})
+        layers, width = [], backbone.num_features
+        for out in [hidden] if isinstance(hidden, int) else hidden:
+            layers += [nn.Linear(width, out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = out
+        self.shared = nn.Sequential(*layers)
+        outputs = {"gender": num_genders, "race": num_races, "age": 1 if age_mode == "regression" else num_age_bins}
+        self.heads = nn.ModuleDict({task: LinearHead(width, n) for task, n in outputs.items() if n is not None})
         self.register_buffer("age_range", torch.tensor(age_range, dtype=torch.float32), persistent=False)
 
     @torch.no_grad()

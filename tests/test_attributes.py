@@ -1,16 +1,17 @@
-"""Multi-task gender/race/age: label mapping, splits, class weights, model, loss, learning on demo data."""
+"""Multi-task gender/race/age (helpers.attributes, helpers.models.multitask, losses.MultiTaskLoss): label
+mapping, splits, class weights, model, loss, metrics, learning on demo data."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers import config, engine
-from helpers import multitask as mt
+from helpers import attributes as mt
+from helpers import config, engine, recipes
 from helpers.losses import MultiTaskLoss
 from helpers.models import multitask as models
-from helpers.recipes import MultiTaskRecipe
 
 
 def _frame(counts: dict[tuple[int, int], int]) -> pd.DataFrame:
@@ -158,6 +159,25 @@ def test_loss_names_missing_keys():
                         {"gender": torch.tensor([0]), "race": torch.tensor([0]), "age": torch.tensor([0])})
 
 
+def test_build_loss_follows_the_recipe():
+    """Task weights, race class weights from the training split and label smoothing come from the recipe."""
+    recipe = recipes.get("08_multitask_fairface").with_values(label_smoothing=0.1,
+                                                              loss_weights=(2.0, 1.0, 0.5))
+    labels, train = mt.label_space("utkface"), _frame({(0, 0): 3, (1, 1): 1, (4, 0): 2})
+    loss = mt.build_loss(recipe, labels, train)
+    assert loss.weights == {"gender": 2.0, "race": 1.0, "age": 0.5} and loss.age_mode == recipe.age_mode
+    assert torch.equal(loss.race_weights, mt.race_weights(train, labels.num_races))
+    outputs = {"gender": torch.tensor([[3.0, 0.0], [0.0, 1.0]]), "race": torch.zeros(2, 5),
+               "age": torch.zeros(2)}
+    targets = _targets([0, 1], [0, 1], [3, 3], [24.5, 24.5])
+    smoothed = torch.nn.functional.cross_entropy(outputs["gender"], targets["gender"], label_smoothing=0.1)
+    assert loss.components(outputs, targets)["gender"].item() == pytest.approx(smoothed.item())
+    assert smoothed.item() != pytest.approx(torch.nn.functional.cross_entropy(outputs["gender"],
+                                                                              targets["gender"]).item())
+    unweighted = mt.build_loss(recipe.with_values(race_class_weights=False), labels, train)
+    assert unweighted.race_weights is None
+
+
 def test_decode_regression_and_classification():
     outputs = {"gender": torch.tensor([[0.0, 1.0]]), "race": torch.tensor([[0.0, 0.0, 3.0]]),
                "age": torch.tensor([33.0])}
@@ -209,24 +229,43 @@ def test_fairness_summary_on_constructed_predictions():
     assert table.loc["White", "Female"] == 0.5 and table.loc["all", "all"] == pytest.approx(7 / 8)
 
 
+def test_metrics_fn_scores_the_validation_pass_as_val_columns():
+    """metrics_fn(age_mode) turns the outputs and targets of a validation pass into ``val_<metric>`` columns:
+    the task metrics of the decoded predictions, balanced race accuracy included."""
+    outputs = {"gender": torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 0.0]]),
+               "race": torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 0.0]]),
+               "age": torch.tensor([24.0, 30.0, 60.0, 5.0])}
+    targets = _targets([0, 1, 1, 0], [0, 1, 1, 0], [3, 3, 7, 1], [24.5, 24.5, 64.5, 6.0])
+    scores = mt.metrics_fn("regression")(outputs, targets)
+    assert set(scores) == {f"val_{k}" for k in mt.task_metrics(mt._table(outputs, targets, "regression"))}
+    assert scores["val_gender_acc"] == pytest.approx(3 / 4) and scores["val_race_acc"] == pytest.approx(3 / 4)
+    assert scores["val_race_balanced_acc"] == pytest.approx((2 / 2 + 1 / 2) / 2)  # race 0: 2/2, race 1: 1/2
+    assert scores["val_age_acc"] == pytest.approx(3 / 4)  # 30 years falls in bin 4, not 3
+    assert scores["val_age_mae"] == pytest.approx((0.5 + 5.5 + 4.5 + 1.0) / 4)
+
+
 # ----------------------------------------------------------------------------------------------- learning
 
+@pytest.mark.usefixtures("one_thread")
 def test_every_head_beats_chance_on_the_demo_twin(tmp_path):
     """The baseline learns all three tasks on the FairFace demo twin: held-out scores beat chance, gender and
     race also the majority class."""
     data = mt.load("fairface", seed=0)
-    recipe = MultiTaskRecipe().for_profile()
-    loaders = mt.make_loaders(data.splits, recipe.image_size, recipe.batch_size, augment=False)
+    recipe = recipes.resolve("08_multitask_fairface")
+    assert recipe.profile == "demo" and recipe.image_size == 32
+    loaders = mt.make_loaders(data.splits, recipe)
     batch = next(iter(loaders["train"]))
     assert set(batch[1]) == set(mt.TARGETS) and batch[1]["age_years"].dtype == torch.float32
     model = mt.build_model(recipe, data.labels, data.splits["train"])
     loss = mt.build_loss(recipe, data.labels, data.splits["train"])
-    cfg = recipe.train_config(progress=False)
+    cfg = replace(recipe.train, progress=False, tensorboard=False)
     history = engine.fit(model, loaders["train"], loaders["val"], cfg, config.new_run_dir("mt", tmp_path),
-                         loss_fn=loss, metrics_fn=mt.metrics_fn({"val": loaders["val"]}, recipe.age_mode))
-    assert {"val_gender_acc", "val_race_acc", "val_age_mae"} <= set(history.columns)
+                         loss_fn=loss, metrics_fn=mt.metrics_fn(recipe.age_mode))
+    assert {"val_gender_acc", "val_race_acc", "val_race_balanced_acc", "val_age_mae"} <= set(history.columns)
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
-    scores = mt.task_metrics(mt.predictions(model, loaders["test"], recipe.age_mode))
+    table = mt.predict_table(model, loaders["test"], recipe.age_mode)
+    assert table["path"].tolist() == data.splits["test"]["path"].tolist()
+    scores = mt.task_metrics(table)
     chance = mt.chance(data.splits["test"], data.labels)
     majority = mt.no_image(data.splits["train"], data.splits["test"])
     assert scores["gender_acc"] >= max(chance["gender_acc"], majority["gender_acc"]) + 0.1, (scores, majority)

@@ -1,4 +1,4 @@
-"""Multi-task face attributes (gender, race, age) on FairFace or UTKFace: label spaces, splits, loaders,
+"""Face attributes (gender, race, age) on FairFace or UTKFace for a multi-task model: label spaces, splits,
 predictions and the per-task, fairness and calibration report (notebook 08).
 
 Every dataset becomes one frame ``[path, gender, race, age, age_years]``: ``gender`` 0 male / 1 female,
@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.utils.class_weight import compute_class_weight
-from torch import nn
 from torch.utils.data import DataLoader
 
-from helpers import data, engine, metrics, transforms
-from helpers.datasets import ColumnsError, FaceDataset, make_loader, stratified_split
+from helpers import data, engine, metrics
+from helpers.datasets import ColumnsError, stratified_split
 from helpers.datasets.constants import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES, UTKFACE_RACES
 from helpers.losses import MultiTaskLoss
 from helpers.models import multitask as models
-from helpers.recipes import MultiTaskRecipe
+from helpers.recipes import Recipe
 
 AGE_BINS = tuple(FAIRFACE_AGES)
 AGE_LOWER = (0, 3, 10, 20, 30, 40, 50, 60, 70)  # first year of each FairFace bin
@@ -134,16 +133,6 @@ def label_space(dataset: str) -> LabelSpace:
 
 # ------------------------------------------------------------------------------------------------ splits
 
-def subset(frame: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataFrame:
-    """``fraction`` of the rows, stratified by race x gender (the seed's 1-3% subsets); all rows at 1."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"subset fraction must be in (0, 1], got {fraction}.")
-    if fraction == 1:
-        return frame
-    parts = stratified_split(frame, {"keep": fraction, "rest": 1 - fraction}, by=list(GROUPS), seed=seed)
-    return parts["keep"]
-
-
 def make_splits(frames: Mapping[str, pd.DataFrame], how: str = "stratified", fraction: float = 1.0,
                 seed: int = 0, fractions: Mapping[str, float] = SEED_FRACTIONS) -> dict[str, pd.DataFrame]:
     """``train``/``val``/``test`` frames, the same for the same seed.
@@ -154,15 +143,24 @@ def make_splits(frames: Mapping[str, pd.DataFrame], how: str = "stratified", fra
     """
     if how not in SPLITS:
         raise ValueError(f"split={how!r}; choose one of {SPLITS}.")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
     if how == "official":
         if set(frames) != {"train", "val"}:
             raise ValueError(f"split='official' needs the dataset's own train and val splits, found "
                              f"{sorted(frames)}; UTKFace has none: use split='stratified'.")
-        train = subset(frames["train"], fraction, seed)
+        train = _subset(frames["train"], fraction, seed)
         parts = stratified_split(train, {"train": 0.85, "val": 0.15}, by=list(GROUPS), seed=seed)
-        return {**parts, "test": subset(frames["val"], fraction, seed)}
-    pooled = subset(pd.concat(list(frames.values()), ignore_index=True), fraction, seed)
+        return {**parts, "test": _subset(frames["val"], fraction, seed)}
+    pooled = _subset(pd.concat(list(frames.values()), ignore_index=True), fraction, seed)
     return stratified_split(pooled, dict(fractions), by=list(GROUPS), seed=seed)
+
+
+def _subset(frame: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """``fraction`` of the rows, stratified by race x gender (the seed's 1-3% subsets); all rows at 1."""
+    if fraction == 1:
+        return frame
+    return stratified_split(frame, {"keep": fraction, "rest": 1 - fraction}, by=list(GROUPS), seed=seed)["keep"]
 
 
 def load(dataset: str = "fairface", split: str = "stratified", fraction: float = 1.0, seed: int = 0,
@@ -186,32 +184,11 @@ def race_weights(train: pd.DataFrame, num_races: int) -> torch.Tensor:
     return torch.from_numpy(weights)
 
 
-def make_loaders(splits: Mapping[str, pd.DataFrame], image_size: int, batch_size: int,
-                 recipe: str = "fairface", seed: int = 0, num_workers: int | None = None,
-                 augment: bool = True) -> dict[str, DataLoader]:
-    """A loader per split yielding ``(images, {gender, race, age, age_years})``; ``train`` shuffled and
-    augmented (``transforms.build(recipe)``; ``augment=False``: the eval transform), its last partial batch
-    dropped for BatchNorm; the other splits in order, with the eval transform."""
-    return {name: _loader(frame, image_size, batch_size, recipe, seed, num_workers, fit=name == "train",
-                          augment=augment) for name, frame in splits.items()}
-
-
-def _loader(frame: pd.DataFrame, image_size: int, batch_size: int, recipe: str, seed: int,
-            num_workers: int | None, fit: bool, augment: bool = True) -> DataLoader:
-    """A loader for training (``fit``: shuffled, partial batch dropped) or for evaluation (in order, all)."""
-    dataset = FaceDataset(frame, transforms.build(recipe, image_size, train=fit and augment), target=TARGETS)
-    return make_loader(dataset, batch_size, shuffle=fit, num_workers=num_workers, seed=seed,
-                       drop_last=fit and len(dataset) > batch_size)
-
-
-def probe_loaders(splits: Mapping[str, pd.DataFrame], image_size: int, batch_size: int,
-                  recipe: str = "fairface", seed: int = 0) -> dict[str, DataLoader]:
-    """Loaders for per-epoch task metrics (``metrics_fn``): ``val``, and a ``train`` sample of the same size
-    (stratified by race x gender, eval transform) to show over-fitting without a pass over all of train."""
-    train, val = splits["train"], splits["val"]
-    sample = subset(train, min(1.0, len(val) / max(len(train), 1)), seed)
-    return {name: _loader(frame, image_size, batch_size, recipe, seed, None, fit=False)
-            for name, frame in {"train": sample, "val": val}.items()}
+def make_loaders(splits: Mapping[str, pd.DataFrame], recipe: Recipe) -> dict[str, DataLoader]:
+    """``data.make_loaders`` for the attribute targets ``{gender, race, age, age_years}``: ``train`` shuffled
+    and augmented at ``recipe.augment``, the other splits in order with the eval transform."""
+    return data.make_loaders(splits, recipe.augment, recipe.image_size, recipe.batch_size, target=TARGETS,
+                             num_workers=recipe.num_workers, seed=recipe.train.seed, pipeline=recipe.pipeline)
 
 
 def split_table(data: MultiTaskData) -> pd.DataFrame:
@@ -224,7 +201,7 @@ def split_table(data: MultiTaskData) -> pd.DataFrame:
     return table
 
 
-def build_model(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame) -> models.MultiTaskModel:
+def build_model(recipe: Recipe, labels: LabelSpace, train: pd.DataFrame) -> models.MultiTaskModel:
     """The recipe's backbone with gender, race (``labels.num_races``) and age heads, the age head starting at
     the ``train`` split's median age (regression) or age-bin frequencies (classification)."""
     model = models.create(recipe.backbone, labels.num_races, recipe.age_mode, recipe.pretrained,
@@ -234,11 +211,11 @@ def build_model(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame
     return model
 
 
-def build_loss(recipe: MultiTaskRecipe, labels: LabelSpace, train: pd.DataFrame) -> MultiTaskLoss:
+def build_loss(recipe: Recipe, labels: LabelSpace, train: pd.DataFrame) -> MultiTaskLoss:
     """The recipe's task-weighted loss, race classes weighted from the ``train`` split when it asks for it."""
     weights = race_weights(train, labels.num_races) if recipe.race_class_weights else None
     task_weights = dict(zip(MultiTaskLoss.TASKS, recipe.loss_weights, strict=True))
-    return MultiTaskLoss(task_weights, weights, recipe.age_mode, AGE_RANGE)
+    return MultiTaskLoss(task_weights, weights, recipe.age_mode, AGE_RANGE, recipe.train.label_smoothing)
 
 
 def chance(test: pd.DataFrame, labels: LabelSpace) -> dict[str, float]:
@@ -280,21 +257,27 @@ def decode(outputs: Mapping[str, torch.Tensor], age_mode: str) -> dict[str, np.n
             "race_prob": race.numpy(), "age": bins, "age_years": years}
 
 
-def predictions(model: nn.Module, loader: DataLoader, age_mode: str, progress: bool = False) -> pd.DataFrame:
-    """One row per image of an unshuffled ``make_loaders`` loader: ``path``, true ``gender, race, age,
-    age_years`` and predicted ``pred_*``, plus ``p_female`` and ``race_conf`` (softmax probabilities)."""
-    outputs, targets = engine.predict(model, loader, return_targets=True, progress=progress)
-    if len(targets["gender"]) != len(loader.dataset):
-        raise ValueError(f"predictions got {len(targets['gender'])} of {len(loader.dataset)} images; use an "
-                         "evaluation loader (make_loaders' val/test, or probe_loaders) that keeps every image.")
+def _table(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], age_mode: str,
+           paths: Sequence[str] | None = None) -> pd.DataFrame:
+    """True ``gender, race, age, age_years``, predicted ``pred_*``, ``p_female`` and ``race_conf``."""
     pred = decode(outputs, age_mode)
-    frame = pd.DataFrame({"path": loader.dataset.frame["path"].to_numpy(),
+    frame = pd.DataFrame({**({"path": list(paths)} if paths is not None else {}),
                           **{k: targets[k].numpy() for k in TARGETS}})
     for key in TARGETS:
         frame[f"pred_{key}"] = pred[key]
     frame["p_female"] = pred["gender_prob"][:, 1]
     frame["race_conf"] = pred["race_prob"].max(1)
     return frame
+
+
+def predict_table(model: torch.nn.Module, loader: DataLoader, age_mode: str, progress: bool = False) -> pd.DataFrame:
+    """One row per image of an evaluation loader (``make_loaders``' val/test): ``path``, the true labels,
+    the predictions ``pred_*``, ``p_female`` and ``race_conf`` (softmax probabilities)."""
+    outputs, targets = engine.predict(model, loader, return_targets=True, progress=progress)
+    if len(targets["gender"]) != len(loader.dataset):
+        raise ValueError(f"predict_table got {len(targets['gender'])} of {len(loader.dataset)} images; use an "
+                         "evaluation loader (make_loaders' val/test) that keeps every image.")
+    return _table(outputs, targets, age_mode, loader.dataset.frame["path"].to_numpy())
 
 
 def age_error_by_bin(pred: pd.DataFrame, labels: LabelSpace) -> pd.DataFrame:
@@ -317,6 +300,7 @@ def task_metrics(pred: pd.DataFrame, n_bins: int = 10) -> dict[str, float]:
     return {
         "gender_acc": metrics.accuracy(pred["pred_gender"], pred["gender"]),
         "race_acc": metrics.accuracy(pred["pred_race"], pred["race"]),
+        "race_balanced_acc": metrics.balanced_accuracy(pred["pred_race"], pred["race"]),
         "age_acc": metrics.accuracy(pred["pred_age"], pred["age"]),
         "age_one_off": metrics.one_off_accuracy(pred["age"], pred["pred_age"]),
         "age_mae": metrics.mae(pred["age_years"], pred["pred_age_years"]),
@@ -327,12 +311,11 @@ def task_metrics(pred: pd.DataFrame, n_bins: int = 10) -> dict[str, float]:
     }
 
 
-def metrics_fn(loaders: Mapping[str, DataLoader], age_mode: str) -> Callable[[nn.Module], dict[str, float]]:
-    """For ``engine.fit(metrics_fn=...)``: ``task_metrics`` on each loader, as ``<split>_<metric>`` history
-    columns (e.g. ``val_gender_acc``), since the engine's own accuracy covers single-output models only."""
-    def compute(model: nn.Module) -> dict[str, float]:
-        return {f"{split}_{key}": value for split, loader in loaders.items()
-                for key, value in task_metrics(predictions(model, loader, age_mode)).items()}
+def metrics_fn(age_mode: str) -> Callable[[Mapping, Mapping], dict[str, float]]:
+    """For ``engine.fit(metrics_fn=...)``: ``task_metrics`` of the validation pass as ``val_<metric>``
+    history columns (e.g. ``val_gender_acc``), since the engine's own accuracy covers single outputs only."""
+    def compute(outputs: Mapping, targets: Mapping) -> dict[str, float]:
+        return {f"val_{key}": value for key, value in task_metrics(_table(outputs, targets, age_mode)).items()}
     return compute
 
 
