@@ -170,7 +170,9 @@ def build_model(recipe: Recipe, tasks: Sequence[str]) -> tuple[nn.Module, ModelI
     """The recipe's backbone and head for ``tasks``, with its ``ModelInfo``: one task -> a
     ``FaceClassifier`` (the [1024, 512] MLP head); gender + age -> a ``MultiTaskModel`` whose shared layers
     have the same widths and whose only task-specific layers are the two output layers. The recipe's freezing
-    policy is applied."""
+    policy is applied. Seeded by ``recipe.train.seed``: an experiment's initial weights do not depend on what
+    ran before it in the notebook."""
+    config.seed_everything(recipe.train.seed)
     kwargs = dict(recipe.model_kwargs)
     if len(tasks) == 1:
         model = backbones.create_model(recipe.model, len(TASKS[tasks[0]]), recipe.pretrained, head=list(recipe.head),

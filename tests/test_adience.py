@@ -113,6 +113,16 @@ def test_single_and_multi_task_models_share_the_head_shape(recipe):
     assert torch.isfinite(value) and set(loss.last) == {"gender", "age"}
 
 
+def test_initial_weights_do_not_depend_on_what_ran_before(recipe):
+    """Notebook 10 builds one model per experiment and fold: each must start from the recipe's seed, not from
+    whatever the global generator reached (it made the demo's multi-task score depend on the cell order)."""
+    first, _ = adience.build_model(recipe, ("gender", "age"))
+    torch.randn(1000)
+    second, _ = adience.build_model(recipe, ("gender", "age"))
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_multitask_loss_on_a_subset_names_what_is_missing():
     loss = MultiTaskLoss(age_mode="classification", tasks=("gender", "age"))
     with pytest.raises(KeyError) as err:
