@@ -108,7 +108,7 @@ def scores(model, parts_a, parts_b, recipe) -> dict:
     return {"scores": {**final.scores, **{f"pairs_{k}": v for k, v in
                                           facecom.pair_report(dev_pairs, val_pairs).items()},
                        "task_b_seen_top1": seen["top1"]},
-            "task_a_report": facecom.task_a_report(parts_a["train"]["label"], final.gender),
+            "task_a_report": facecom.task_a_report(parts_a["train"]["label"], final.gender, recipe.class_weights),
             "robustness": facecom.robustness_table(final.store, parts_b["val"])}
 
 

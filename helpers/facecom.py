@@ -257,13 +257,15 @@ def task_a_scores(y_true, y_pred) -> dict[str, float]:
             "female_recall": float(report.loc["female", "recall"])}
 
 
-def task_a_report(train_labels: Sequence[int], pred: pd.DataFrame) -> pd.DataFrame:
-    """The imbalance and how it is met: per gender its training images, its loss weight (balanced) and the
-    val precision, recall, F1 and support of ``pred`` (``predict_gender``), plus the macro average."""
+def task_a_report(train_labels: Sequence[int], pred: pd.DataFrame, weighted: bool = True) -> pd.DataFrame:
+    """The imbalance and how it is met: per gender its training images, its loss weight ('balanced' when
+    ``weighted``, as ``recipe.class_weights`` trains, else 1) and the val precision, recall, F1 and support of
+    ``pred`` (``predict_gender``), plus the macro average."""
     report = metrics.classification_report_df(pred["label"], pred["predicted"], labels=[0, 1],
                                               target_names=list(GENDERS))
     counts = np.bincount(np.asarray(train_labels), minlength=len(GENDERS))
-    report.insert(0, "loss weight", [*class_weights(train_labels).tolist(), np.nan])
+    weights = class_weights(train_labels).tolist() if weighted else [1.0] * len(GENDERS)
+    report.insert(0, "loss weight", [*weights, np.nan])
     report.insert(0, "train images", [*counts, counts.sum()])
     return report
 

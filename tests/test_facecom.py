@@ -355,6 +355,8 @@ def test_stage_table_and_imbalance_report_show_known_values(monkeypatch):
     assert report["train images"].tolist() == [10, 30, 40]
     assert report["loss weight"].iloc[:2].tolist() == pytest.approx([2.0, 2 / 3])
     assert report.loc["female", "recall"] == 0.5 and report.loc["male", "precision"] == 0.75
+    unweighted = facecom.task_a_report([0] * 10 + [1] * 30, pred, weighted=False)  # what class_weights=False trains
+    assert unweighted["loss weight"].iloc[:2].tolist() == [1.0, 1.0]
 
 
 def test_joint_effect_compares_each_task_with_its_own_stage_and_single_model():
