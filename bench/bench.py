@@ -12,7 +12,7 @@ compile (first epoch minus a steady one) against the steady-state speed, and the
 recipe (140,000 images) after which it pays back (the plain arms are skipped then). The loader figure comes from ``bench/bench_loader.py``
 (old PIL path vs packed JPEGs + batched augmentation, same workers).
 
-    python bench/bench.py                         # sizes chosen for the device; ~4 min on 2 CPU cores
+    python bench/bench.py                         # sizes chosen for the device; ~8 min on 2 CPU cores
     python bench/bench.py --models convnext_tiny --repeats 5 --compile
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def sizes(device: torch.device) -> dict:
     """Small images on CPU; 224 px and a large batch on GPU."""
     if device.type == "cuda":
         return {"image_size": 224, "batch_size": 128, "steps": 25, "num_classes": 1000}
-    return {"image_size": 64, "batch_size": 16, "steps": 6, "num_classes": 1000}
+    return {"image_size": 64, "batch_size": 16, "steps": 8, "num_classes": 1000}
 
 
 def build_model(name: str, num_classes: int) -> torch.nn.Module:
@@ -163,7 +163,7 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per arm (medians)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -1,7 +1,8 @@
 """Images/s of the training loader alone at 224 px: today's PIL decode + torchvision v2 "heavy" augmentation
-in CPU workers (old) against packed uint8 JPEGs decoded in CPU workers + ``BatchAugment("heavy")`` on the
-whole batch (new), same images, same worker counts; plus the per-image costs behind them and the size and
-memory of a pack, extrapolated to 140,000 images.
+in CPU workers (old) against the packed path as the notebooks build it (new: ``make_device_loader``; packed
+uint8 JPEGs decoded by the workers, then ``BatchAugment("heavy")`` on whole batches, in the workers on a CPU
+device and on the GPU with ``--device cuda``), same images, same worker counts; plus the per-image costs
+behind them and the size and memory of a pack, extrapolated to 140,000 images.
 
 Images: a subsample of each real set in ../shared/realdata (UTKFace 200 px, Pins crops of varied sizes,
 FACECOM 250 px frames and 2048x3072 phone photos); without them, synthetic JPEGs of the same sizes.
@@ -43,7 +44,7 @@ from helpers import config, gpu_augment, transforms
 from helpers.datasets import FaceDataset
 from helpers.gpu_augment import BatchAugment
 from helpers.imageio import list_images, load_rgb
-from helpers.packed import DeviceLoader, PackedDataset, PackedImages, pack
+from helpers.packed import DeviceLoader, PackedDataset, PackedImages, make_device_loader, pack
 
 warnings.filterwarnings("ignore", "The image decoding and encoding capabilities", DeprecationWarning)
 MEAN, STD = transforms.NORMS["imagenet"]
@@ -118,8 +119,8 @@ def loaders(paths: list[Path], pack_file: Path, workers: int, batch: int, device
     old = DataLoader(FaceDataset(frame, old_transform(size), target=None),
                      generator=torch.Generator().manual_seed(0), **common)
     packed = PackedDataset(pack_file)
-    new = DeviceLoader(DataLoader(packed, generator=torch.Generator().manual_seed(0), **common), device,
-                       BatchAugment("heavy", size, MEAN, STD))
+    new = make_device_loader(packed, batch, device, BatchAugment("heavy", size, MEAN, STD), shuffle=True,
+                             num_workers=workers)
     decode = DeviceLoader(DataLoader(packed, generator=torch.Generator().manual_seed(0), **common), device)
     return {"old": old, "new": new, "decode only": decode}
 
@@ -252,7 +253,7 @@ def main() -> None:
     parser.add_argument("--per-set", type=int, default=128, help="images taken from each set")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--threads", type=int,
                         help="torch threads of the main process (default: 1 on cpu, torch's own on cuda)")
     parser.add_argument("--gpu-aug", action="store_true", help="also time kornia vs the fused path per batch")

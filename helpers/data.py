@@ -110,8 +110,9 @@ PIPELINES = ("cpu", "gpu")
 
 
 def pipeline_for(pipeline: str | None) -> str:
-    """``"gpu"`` (packed JPEGs decoded by CPU workers, augmented in batches on the training device) or ``"cpu"``
-    (PIL + torchvision on CPU workers); None picks ``"gpu"`` where CUDA is available."""
+    """``"gpu"`` (packed JPEGs decoded by CPU workers and augmented in batches: on the GPU, or by the workers
+    on a CPU-only machine) or ``"cpu"`` (PIL + torchvision per image on CPU workers); None picks ``"gpu"``
+    where CUDA is available (on CPU the network, not the loader, bounds a run)."""
     if pipeline is None:
         return "gpu" if torch.cuda.is_available() else "cpu"
     if pipeline not in PIPELINES:

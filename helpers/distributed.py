@@ -66,7 +66,8 @@ class Parallel(Single):
 
     def loader(self, loader):
         """The loader sharded for this process (each process takes its part of every batch); a GPU-path
-        ``DeviceLoader`` keeps its on-device augmentation, seeded per process."""
+        ``DeviceLoader`` keeps its on-device augmentation, seeded per process (on a CPU device its workers
+        augment each process's part of a batch under a seed of their own)."""
         from helpers.packed import DeviceLoader
 
         if isinstance(loader, DeviceLoader):

@@ -9,14 +9,16 @@ alongside.
 
 How each step is computed:
 - Geometry (random resized crop, flip, perspective, RandAugment's rotate/shear/translate, rotation) is one
-  3x3 homography per sample in normalised coordinates; one ``grid_sample`` (bilinear,
-  ``align_corners=False``, edge pixels replicated by one pixel, black beyond) resamples each image once.
-  A full-image crop reproduces ``F.interpolate`` (bilinear, no antialias) exactly; pack images at the
-  training size so crops are never downscaled by more than the crop scale allows (no antialiasing).
+  3x3 homography per sample in normalised coordinates, and each image is resampled once (bilinear,
+  ``align_corners=False``, edge pixels replicated by one pixel, black beyond): by ``grid_sample`` on a GPU,
+  by OpenCV's ``warpPerspective`` on uint8 images on the CPU (``resample``; the same map to within half an
+  8-bit level, tested). A full-image crop reproduces ``F.interpolate`` (bilinear, no antialias); pack
+  images at the training size so crops are never downscaled by more than the crop scale allows (no
+  antialiasing).
 - ColorJitter is one per-sample 3x4 colour matrix (brightness, contrast, saturation, then hue) applied in one
-  pass; the contrast mean is carried through the matrix, and values are clamped once at the end instead of
-  after every factor. Fixed order instead of torchvision's random order. Hue is a linear stand-in for the
-  HSV hue shift: a turn of ``2*pi*h`` about the grey axis (greys unchanged, same direction of turn). It keeps
+  pass (a batched matrix product on a GPU, ``cv2.transform`` on the uint8 warp on the CPU); the contrast mean
+  is carried through the matrix, and values are clamped once at the end instead of after every factor. Fixed
+  order instead of torchvision's random order. Hue is a linear stand-in for the HSV hue shift: a turn of ``2*pi*h`` about the grey axis (greys unchanged, same direction of turn). It keeps
   each pixel's channel mean where HSV keeps its max and min, so on UTKFace faces at h = 0.05 it moves pixels
   by 7.1 8-bit levels on average (HSV: 5.8) and differs from HSV by 5.5 (a YIQ chroma rotation: 10.2).
 - RandAugment draws ``num_ops`` ops per sample, independently, from torchvision's 14 (identity, shear x/y,
@@ -27,7 +29,7 @@ How each step is computed:
   ``torch.where``, which never waits for the device). Equalize is exact (torchvision's batched kernel on
   8-bit values).
 - RandomErasing: a per-sample rectangle (torchvision's 10 tries, scale 0.02-0.33, ratio 0.3-3.3) set to 0
-  after normalisation.
+  after normalisation (sliced on the CPU, masked elsewhere).
 - Eval (``train=False`` or level ``"none"``): the central square, resized to ``size`` with an antialiased
   bilinear ``F.interpolate`` (torchvision's Resize + CenterCrop).
 
@@ -36,6 +38,10 @@ picks one op set per batch): its modules resample once per geometric op and samp
 Per batch of 64 images of 224 px on the shared 2-core CPU (two runs, other jobs on the cores): kornia
 2,158-4,095 ms, this fused path 489-533 ms (516-714 ms for the full heavy level); per batch of 128 on an H100:
 kornia 19-54 ms, fused 3.7-4.6 ms, full heavy 12.4-13.5 ms.
+
+Why OpenCV on the CPU: per 224 px image on one core of the 2-core CPU, ``grid_sample`` took 1.07 ms (plus
+0.34 ms for its grid) where ``warpPerspective`` on uint8 takes 0.42 ms, and every float pass over a batch costs
+0.1-0.3 ms per image there; the heavy level went from 3.0 to 1.5-1.7 ms per image.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -197,6 +204,73 @@ def sampling_grid(matrix: Tensor, size: int) -> Tensor:
     return xy.div_(m[..., 2, 0:1] * xs + (m[..., 2, 1:2] * ys + m[..., 2, 2:3]))
 
 
+def _padded_matrix(matrix: Tensor, height: int, width: int) -> Tensor:
+    """``matrix`` for the image with a 1-pixel border added: a replicated border keeps the half pixel inside the
+    image edge as a resize does (and fades to black over one pixel outside it)."""
+    return constant(((width / (width + 2), 0.0, 0.0), (0.0, height / (height + 2), 0.0), (0.0, 0.0, 1.0)),
+                    matrix.device) @ matrix
+
+
+def _resample_grid(images: Tensor, matrix: Tensor, size: int) -> Tensor:
+    """Bilinear ``grid_sample`` of the float images (any device)."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images.float(), (1, 1, 1, 1), mode="replicate")
+    x = F.grid_sample(padded, sampling_grid(_padded_matrix(matrix, height, width), size), mode="bilinear",
+                      padding_mode="zeros", align_corners=False)
+    return x.mul_(1 / 255)
+
+
+def _warp_opencv(images: Tensor, matrix: Tensor, size: int) -> Tensor:
+    """OpenCV's bilinear ``warpPerspective`` of each uint8 image (CPU, as many threads as torch uses), as a
+    uint8 ``(B, size, size, 3)`` batch."""
+    batch, _, height, width = images.shape
+    hp, wp = height + 2, width + 2
+    to_pixels = torch.tensor(((wp / 2, 0, (wp - 1) / 2), (0, hp / 2, (hp - 1) / 2), (0, 0, 1)), dtype=torch.float64)
+    from_pixels = torch.tensor(((2 / size, 0, 1 / size - 1), (0, 2 / size, 1 / size - 1), (0, 0, 1)),
+                               dtype=torch.float64)
+    maps = (to_pixels @ _padded_matrix(matrix, height, width).double() @ from_pixels).numpy()
+    if cv2.getNumThreads() != torch.get_num_threads():
+        cv2.setNumThreads(torch.get_num_threads())
+    source = images.permute(0, 2, 3, 1).contiguous().numpy()  # a view when the batch is channels-last
+    out = np.empty((batch, size, size, 3), np.uint8)
+    for image, m, dst in zip(source, maps, out):
+        cv2.warpPerspective(cv2.copyMakeBorder(image, 1, 1, 1, 1, cv2.BORDER_REPLICATE), m, (size, size), dst=dst,
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out)
+
+
+def _to_unit(channels_last: Tensor) -> Tensor:
+    """A uint8 ``(B, H, W, 3)`` batch as a contiguous float ``(B, 3, H, W)`` in [0, 1], in one pass (the colour
+    ops' row copies are ~6x slower on channels-last memory)."""
+    batch, height, width, _ = channels_last.shape
+    return torch.mul(channels_last.permute(0, 3, 1, 2), 1 / 255, out=torch.empty(batch, 3, height, width))
+
+
+def _resample_opencv(images: Tensor, matrix: Tensor, size: int) -> Tensor:
+    return _to_unit(_warp_opencv(images, matrix, size))
+
+
+RESAMPLERS = {"grid_sample": _resample_grid, "opencv": _resample_opencv}
+
+
+def resampler_for(device: torch.device, method: str | None = None) -> str:
+    """``method`` checked (a key of ``RESAMPLERS``; OpenCV only on CPU), or the device's default: OpenCV on
+    CPU, ``grid_sample`` elsewhere."""
+    method = method or ("opencv" if device.type == "cpu" else "grid_sample")
+    if method not in RESAMPLERS:
+        raise ValueError(f"Unknown resampler {method!r}; known: {sorted(RESAMPLERS)}.")
+    if method == "opencv" and device.type != "cpu":
+        raise ValueError(f"The OpenCV resampler runs on CPU tensors, not {device}; use 'grid_sample' or None.")
+    return method
+
+
+def resample(images: Tensor, matrix: Tensor, size: int, method: str | None = None) -> Tensor:
+    """The uint8 ``images`` ``(B, 3, H, W)`` warped by the output-to-input ``matrix`` ``(B, 3, 3)`` into float
+    ``(B, 3, size, size)`` in [0, 1]. ``method`` (``resampler_for``): ``"grid_sample"`` (any device, float
+    arithmetic) or ``"opencv"`` (CPU; the same bilinear map to within half an 8-bit level, rounded to uint8)."""
+    return RESAMPLERS[resampler_for(images.device, method)](images, matrix, size)
+
+
 # ------------------------------------------------------------------------------------------------ colour
 
 def jitter_matrix(b: Tensor, c: Tensor, s: Tensor, h: Tensor, channel_mean: Tensor) -> Tensor:
@@ -240,7 +314,9 @@ def _autocontrast(x: Tensor) -> Tensor:
 
 
 def _grey(x: Tensor) -> Tensor:
-    return (x * constant(GREY, x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    """The ``(B, 1, H, W)`` luma (three multiply-adds: a weighted ``sum`` over channels is ~8x slower on CPU)."""
+    r, g, b = GREY
+    return (x[:, 0:1] * r).add_(x[:, 1:2], alpha=g).add_(x[:, 2:3], alpha=b)
 
 
 _COLOUR_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {  # RandAugment's other ops: f(images, factor)
@@ -262,16 +338,15 @@ def apply_where(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor],
     if x.device.type != "cpu":
         return torch.where(mask.view(-1, 1, 1, 1), fn(x, factor), x)
     rows = mask.nonzero().squeeze(1)
-    if len(rows):
-        x[rows] = fn(x[rows], factor[rows])
+    if len(rows):  # index_select is ~10x faster than x[rows] on CPU
+        x.index_copy_(0, rows, fn(x.index_select(0, rows), factor[rows]))
     return x
 
 
-def erase_mask(g: torch.Generator, batch: int, size: int, p: float, device,
-               scale: tuple[float, float] = (0.02, 0.33),
-               ratio: tuple[float, float] = (0.3, 3.3)) -> tuple[Tensor, Tensor]:
-    """RandomErasing: which samples are erased ``(B,)`` and their rectangles as a ``(B, 1, size, size)`` bool
-    mask (torchvision's 10 tries per sample)."""
+def erase_boxes(g: torch.Generator, batch: int, size: int, p: float, device,
+                scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3)) -> Tensor:
+    """RandomErasing's rectangles as ``(B, 4)`` float ``top, left, height, width`` (torchvision's 10 tries per
+    sample); a sample left alone has height and width 0."""
     area = _uniform(g, (batch, 10), *scale, device) * size * size
     log_ratio = _uniform(g, (batch, 10), math.log(ratio[0]), math.log(ratio[1]), device)
     h, w = (area * log_ratio.exp()).sqrt().round(), (area / log_ratio.exp()).sqrt().round()
@@ -281,10 +356,25 @@ def erase_mask(g: torch.Generator, batch: int, size: int, p: float, device,
     apply = fits.any(1, keepdim=True) & (torch.rand(batch, 1, generator=g, device=device) < p)
     top = (torch.rand(batch, 1, generator=g, device=device) * (size - h + 1)).floor()
     left = (torch.rand(batch, 1, generator=g, device=device) * (size - w + 1)).floor()
-    pos = torch.arange(size, device=device).view(1, -1)
-    rows = (pos >= top) & (pos < top + h) & apply
-    cols = (pos >= left) & (pos < left + w)
-    return apply.squeeze(1), (rows.unsqueeze(2) & cols.unsqueeze(1)).unsqueeze(1)
+    return torch.cat([top, left, h * apply, w * apply], 1)
+
+
+def box_mask(boxes: Tensor, size: int) -> Tensor:
+    """The ``(B, 1, size, size)`` bool mask of ``erase_boxes``' rectangles."""
+    top, left, h, w = boxes.unsqueeze(-1).unbind(1)
+    pos = torch.arange(size, device=boxes.device).view(1, -1)
+    rows, cols = (pos >= top) & (pos < top + h), (pos >= left) & (pos < left + w)
+    return (rows.unsqueeze(2) & cols.unsqueeze(1)).unsqueeze(1)
+
+
+def erase(x: Tensor, boxes: Tensor) -> Tensor:
+    """``x`` with each sample's box (``erase_boxes``) set to 0: in place by slicing on CPU; on other devices
+    through ``box_mask`` (no host sync)."""
+    if x.device.type != "cpu":
+        return x.masked_fill(box_mask(boxes, x.shape[-1]), 0.0)
+    for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
+        x[i, :, top:top + h, left:left + w] = 0.0
+    return x
 
 
 # ----------------------------------------------------------------------------------------------- module
@@ -301,12 +391,14 @@ class BatchAugment:
 
     def __init__(self, level: str | Policy, image_size: int, mean: Sequence[float], std: Sequence[float],
                  train: bool = True, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, resampler: str | None = None):
         if isinstance(level, str) and level not in LEVELS:
             raise KeyError(f"Unknown augmentation level {level!r}; known: {sorted(LEVELS)}.")
         if (mixup_alpha > 0 or cutmix_alpha > 0) and not num_classes:
             raise ValueError("MixUp/CutMix need num_classes.")
-        self.level, self.image_size, self.train = level, image_size, train
+        if resampler is not None and resampler not in RESAMPLERS:
+            raise ValueError(f"Unknown resampler {resampler!r}; known: {sorted(RESAMPLERS)}.")
+        self.level, self.image_size, self.train, self.resampler = level, image_size, train, resampler
         policy = LEVELS[level] if isinstance(level, str) else level
         self.policy = None if not train or level == "none" else policy
         self.mean, self.std = tuple(mean), tuple(std)
@@ -330,45 +422,59 @@ class BatchAugment:
             self._generators[device] = torch.Generator(device).manual_seed(self._seed)
         return self._generators[device]
 
-    def __call__(self, images: Tensor, labels: Tensor | None = None):
+    def __call__(self, images: Tensor, labels: Tensor | None = None, out: Tensor | None = None):
         """Float32 ``(B, 3, size, size)`` normalised images, or ``(images, labels)`` when labels are given
-        (soft ``(B, num_classes)`` float labels when MixUp/CutMix is on)."""
+        (soft ``(B, num_classes)`` float labels when MixUp/CutMix is on). ``out``: a tensor of that shape to
+        write the images into (shared memory, in a DataLoader worker)."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected a uint8 batch (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        chunks = images.split(CPU_CHUNK) if images.device.type == "cpu" else [images]
-        transform = self._train if self.policy is not None else lambda c: self._normalize(self._eval(c))
-        out = torch.cat([transform(c) for c in chunks])
+        transform = self._train if self.policy is not None else self._eval
+        step = CPU_CHUNK if images.device.type == "cpu" else max(1, len(images))
+        if out is None and len(images) <= step:
+            out = transform(images, None)
+        else:
+            size = self.image_size
+            out = torch.empty(len(images), 3, size, size, device=images.device) if out is None else out
+            for start in range(0, len(images), step):
+                view = out[start:start + step]
+                result = transform(images[start:start + step], view)
+                if result is not view:
+                    view.copy_(result)
         if labels is None:
             return out
         if self.mixers:
             out, labels = self._mix(out, labels)
         return out, labels
 
-    def _eval(self, images: Tensor) -> Tensor:
-        """The central square resized to ``image_size`` (antialiased), in [0, 1]."""
+    def _eval(self, images: Tensor, out: Tensor | None) -> Tensor:
+        """The central square resized to ``image_size`` (antialiased), normalised (into ``out`` if given)."""
         side = min(images.shape[-2:])
         top, left = (images.shape[-2] - side) // 2, (images.shape[-1] - side) // 2
         x = images[..., top:top + side, left:left + side].float().div_(255)
-        if side == self.image_size:
-            return x
-        return F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True,
-                             align_corners=False).clamp_(0, 1)
+        if side != self.image_size:
+            x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True,
+                              align_corners=False).clamp_(0, 1)
+        return self._normalize(x, out)
 
-    def _train(self, images: Tensor) -> Tensor:
-        """One warp, the colour steps, normalisation, then the erasing mask (0 = the mean colour)."""
+    def _train(self, images: Tensor, out: Tensor | None) -> Tensor:
+        """One warp with the colour jitter, RandAugment's colour ops, normalisation (into ``out`` if given),
+        then the erasing mask (0 = the mean colour)."""
         p, g, batch, device = self.policy, self._generator(images.device), len(images), images.device
         ops = torch.randint(len(RA_OPS), (batch, p.randaug_ops), generator=g, device=device)
         sign = torch.where(torch.rand(batch, p.randaug_ops, generator=g, device=device) < 0.5, -1.0, 1.0)
         magnitude = sign * p.randaug_magnitude
-        x = self._normalize(self._colour(g, self._warp(g, images, ops, magnitude), ops, magnitude))
+        x = self._warp_and_jitter(g, images, self._geometry(g, images.shape, ops, magnitude))
+        for k in range(ops.shape[1]):
+            for name, fn in _COLOUR_OPS.items():
+                x = apply_where(x, ops[:, k] == _OP[name], fn, 1 + magnitude[:, k])
+        x = self._normalize(x, out)
         if p.erase_p > 0:
-            apply, mask = erase_mask(g, batch, self.image_size, p.erase_p, device)
-            x = apply_where(x, apply, lambda t, m: t.masked_fill(m, 0.0), mask)
+            x = erase(x, erase_boxes(g, batch, self.image_size, p.erase_p, device))
         return x
 
-    def _warp(self, g: torch.Generator, images: Tensor, ops: Tensor, magnitude: Tensor) -> Tensor:
-        """Crop, flip, perspective, RandAugment geometry and rotation in one resampling, in [0, 1]."""
-        p, (batch, _, height, width), device = self.policy, images.shape, images.device
+    def _geometry(self, g: torch.Generator, shape: torch.Size, ops: Tensor, magnitude: Tensor) -> Tensor:
+        """Crop, flip, perspective, RandAugment geometry and rotation as one ``(B, 3, 3)`` matrix."""
+        p, (batch, _, height, width), device = self.policy, shape, ops.device
         m = crop_matrix(g, batch, height, width, p.crop_scale, p.crop_ratio, device)
         m = m @ flip_matrix(g, batch, p.flip_p, device)
         if p.perspective_p > 0:
@@ -378,34 +484,38 @@ class BatchAugment:
         if p.rotate_degrees:
             angle = _uniform(g, (batch,), -p.rotate_degrees, p.rotate_degrees, device)
             m = m @ affine_matrix(angle, *torch.zeros(4, batch, device=device))
-        # a 1-pixel replicated border keeps the half pixel inside the image edge as a resize does (and fades
-        # to black over one pixel outside it); rescale the coordinates to the padded image
-        m = constant(((width / (width + 2), 0.0, 0.0), (0.0, height / (height + 2), 0.0), (0.0, 0.0, 1.0)),
-                     device) @ m
-        padded = F.pad(images.float(), (1, 1, 1, 1), mode="replicate")
-        x = F.grid_sample(padded, sampling_grid(m, self.image_size), mode="bilinear", padding_mode="zeros",
-                          align_corners=False)
-        return x.mul_(1 / 255)
+        return m
 
-    def _colour(self, g: torch.Generator, x: Tensor, ops: Tensor, magnitude: Tensor) -> Tensor:
-        """ColorJitter (one colour matrix), then the colour ops of each RandAugment slot."""
-        p, batch, device = self.policy, len(x), x.device
-        if p.brightness or p.contrast or p.saturation or p.hue:
+    def _warp_and_jitter(self, g: torch.Generator, images: Tensor, matrix: Tensor) -> Tensor:
+        """The one resampling, then ColorJitter as one colour matrix per sample, in [0, 1]. OpenCV applies it to
+        the uint8 warp (``cv2.transform``: clamped and rounded to 8 bits, as torchvision's uint8 ops round);
+        ``grid_sample``'s float result gets it as one batched matrix product."""
+        p, batch, device = self.policy, len(images), images.device
+        jitter = p.brightness or p.contrast or p.saturation or p.hue
+        if jitter:
             factors = [_uniform(g, (batch,), max(0.0, 1 - v), 1 + v, device)
                        for v in (p.brightness, p.contrast, p.saturation)]
             hue = _uniform(g, (batch,), -p.hue, p.hue, device)
+        method = resampler_for(device, self.resampler)
+        if method == "opencv":
+            warped = _warp_opencv(images, matrix, self.image_size)
+            if jitter:
+                means = torch.tensor([cv2.mean(image)[:3] for image in warped.numpy()]) / 255
+                affine = jitter_matrix(*factors, hue, means) * constant((1.0, 1.0, 1.0, 255.0), device)
+                for image, m in zip(warped.numpy(), affine.numpy()):
+                    cv2.transform(image, m, dst=image)
+            return _to_unit(warped)
+        x = resample(images, matrix, self.image_size, method)
+        if jitter:
             affine = jitter_matrix(*factors, hue, x.mean((2, 3)))
-            flat = torch.baddbmm(affine[:, :, 3:], affine[:, :, :3], x.view(batch, 3, -1))
-            x = flat.clamp_(0, 1).view_as(x)
-        for k in range(ops.shape[1]):
-            for name, fn in _COLOUR_OPS.items():
-                x = apply_where(x, ops[:, k] == _OP[name], fn, 1 + magnitude[:, k])
+            x = torch.baddbmm(affine[:, :, 3:], affine[:, :, :3], x.view(batch, 3, -1)).clamp_(0, 1).view_as(x)
         return x
 
-    def _normalize(self, x: Tensor) -> Tensor:
-        mean = constant(self.mean, x.device).view(1, -1, 1, 1)
-        std = constant(self.std, x.device).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std)
+    def _normalize(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """``(x - mean) / std`` as one multiply-add, into ``out`` when given."""
+        scale = constant(tuple(1 / s for s in self.std), x.device).view(1, -1, 1, 1)
+        shift = constant(tuple(-m / s for m, s in zip(self.mean, self.std)), x.device).view(1, -1, 1, 1)
+        return torch.addcmul(shift, x, scale, out=out)
 
     def _mix(self, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """MixUp or CutMix (one, chosen per batch) with torchvision v2's pairing and label weights."""

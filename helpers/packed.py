@@ -12,8 +12,11 @@ the requested paths and size is rebuilt by ``pack`` and refused by ``PackedImage
 
 Workers then only read bytes and decode: ``PackedImages`` memory-maps the file (each process opens its own
 map lazily, so it pickles into DataLoader workers) and decodes with ``torchvision.io.decode_jpeg``;
-``PackedDataset`` pairs images with targets like ``FaceDataset``; ``DeviceLoader`` moves uint8 batches to the
-device and runs a ``helpers.gpu_augment.BatchAugment`` there.
+``PackedDataset`` pairs images with targets like ``FaceDataset``. ``make_device_loader`` builds the loader:
+on a GPU, ``DeviceLoader`` moves uint8 batches to the device and runs a ``helpers.gpu_augment.BatchAugment``
+there; on a CPU-only machine the workers decode *and* augment whole batches (``AugmentedBatches``, each batch
+seeded from the epoch's seed by ``SeededBatches``, so the result does not depend on the number of workers) and
+write them straight into the shared memory they travel in.
 
 Choices, measured with ``bench/bench_loader.py`` on real UTKFace/Pins/FACECOM JPEGs at 224 px:
 - JPEG quality 95 with Pillow's default 4:2:0 chroma: 14.6 KiB per image (2.1 GB for 140,000), 0.93 8-bit
@@ -29,9 +32,12 @@ Choices, measured with ``bench/bench_loader.py`` on real UTKFace/Pins/FACECOM JP
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import io
 import json
+import math
 import mmap
 import os
 import tempfile
@@ -43,7 +49,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    default_collate,
+    get_worker_info,
+)
 from torchvision.io import ImageReadMode, decode_jpeg
 from tqdm.auto import tqdm
 
@@ -284,10 +299,77 @@ class PackedDataset(Dataset):
         return self.images[row], target
 
 
+class SeededBatches(Sampler):
+    """The batches of ``sampler`` (``batch_size`` and ``drop_last`` as in a DataLoader), each a list of
+    ``(index, seed)`` pairs that share one seed drawn from ``generator`` when the epoch starts: a batch's
+    augmentation then depends on the seeded generator only, not on which worker makes it or how many there are."""
+
+    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, generator: torch.Generator):
+        self.batches = BatchSampler(sampler, batch_size, drop_last)
+        self.batch_size, self.drop_last, self.generator = batch_size, drop_last, generator
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        seeds = torch.randint(2**62, (len(self),), generator=self.generator).tolist()
+        for seed, batch in zip(seeds, self.batches):
+            yield [(index, seed) for index in batch]
+
+
+@functools.cache
+def keep_freed_memory(pid: int) -> bool:
+    """Ask glibc's malloc (once per process ``pid``) to keep freed blocks of up to 32 MB for reuse instead of
+    handing them back to the kernel: otherwise every batch's float temporaries are mapped and page-faulted in
+    afresh, which took ~30% of a CPU worker's time at 224 px (1.9 instead of 2.7 ms per image). The process
+    then holds on to its peak working set. False where the C library is not glibc (nothing changes)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
+class AugmentedBatches(Dataset):
+    """A ``PackedDataset`` read a batch at a time on the CPU, for a CPU training device: ``__getitems__`` (which
+    a DataLoader calls with each list of ``SeededBatches``, in a worker when there are workers) decodes the
+    batch channels-last and runs ``augment`` on it, seeded by the batch's seed and its first index (so each
+    process of a data-parallel run, holding its own part of a batch, draws its own augmentations)."""
+
+    def __init__(self, dataset: PackedDataset, augment: BatchAugment):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, items: list[tuple[int, int]]):
+        keep_freed_memory(os.getpid())
+        samples = [self.dataset[index] for index, _ in items]
+        images = torch.stack([image.permute(1, 2, 0) for image, _ in samples]).permute(0, 3, 1, 2)
+        targets = default_collate([target for _, target in samples])
+        state = np.random.SeedSequence([items[0][1], items[0][0]]).generate_state(2, np.uint32)
+        self.augment.seed(int(state[0]) << 31 | int(state[1]) >> 1)
+        out = None
+        if get_worker_info() is not None:  # write straight into the shared memory the batch travels in
+            size = self.augment.image_size
+            shape = (len(items), 3, size, size)
+            out = torch.empty(0).set_(torch.UntypedStorage._new_shared(math.prod(shape) * 4), 0, shape)
+        if self.augment.mixers:
+            return self.augment(images, targets, out=out)
+        return self.augment(images, out=out), targets
+
+
+def _as_is(batch):
+    """The collate function of ``AugmentedBatches``: its batches come whole."""
+    return batch
+
+
 class DeviceLoader:
     """Wraps a DataLoader of ``(uint8 images, targets)``: each batch goes to ``device`` (non-blocking; build
     the DataLoader with ``pin_memory=True`` on CUDA) and through ``augment`` there, giving ``(float images,
-    targets)`` (soft labels when ``augment`` mixes). Without ``augment`` the uint8 batch is yielded as is.
+    targets)`` (soft labels when ``augment`` mixes). Without ``augment`` the batch is yielded as it comes (an
+    ``AugmentedBatches`` loader's batches are augmented already).
     ``seed(s)`` restarts the loader's shuffling and the augmentation (at ``s + seed_offset``: each process of
     a data-parallel run draws its own augmentations while all shuffle alike), so an epoch depends only on ``s``.
     """
@@ -302,17 +384,22 @@ class DeviceLoader:
 
     @property
     def dataset(self) -> Dataset:
-        return self.loader.dataset
+        """The dataset of ``(uint8 image, target)`` pairs (a ``PackedDataset``)."""
+        inner = self.loader.dataset
+        return inner.dataset if isinstance(inner, AugmentedBatches) else inner
 
     @property
     def batch_size(self) -> int | None:
-        return self.loader.batch_size
+        return self.loader.batch_size or getattr(self.loader.batch_sampler, "batch_size", None)
 
     def seed(self, seed: int) -> None:
-        """Seed the shuffling generator(s) of the loader and its sampler, and the augmentation."""
-        sampler = getattr(self.loader, "sampler", None)
-        for generator in {id(g): g for g in (self.loader.generator, getattr(sampler, "generator", None))
-                          if isinstance(g, torch.Generator)}.values():
+        """Seed the shuffling generator(s) of the loader, its sampler and its batch sampler (also inside an
+        ``accelerate`` shard), and the augmentation."""
+        batch_sampler = getattr(self.loader, "batch_sampler", None)
+        owners = (self.loader, getattr(self.loader, "sampler", None), batch_sampler,
+                  getattr(batch_sampler, "batch_sampler", None))
+        generators = [getattr(owner, "generator", None) for owner in owners]
+        for generator in {id(g): g for g in generators if isinstance(g, torch.Generator)}.values():
             generator.manual_seed(seed)
         if self.augment is not None:
             self.augment.seed(seed + self.seed_offset)
@@ -328,12 +415,20 @@ class DeviceLoader:
                 yield self.augment(images), targets
 
 
-def make_device_loader(dataset: Dataset, batch_size: int, device: str | torch.device, augment: BatchAugment,
-                       shuffle: bool, num_workers: int = 0, drop_last: bool = False,
+def make_device_loader(dataset: PackedDataset, batch_size: int, device: str | torch.device,
+                       augment: BatchAugment, shuffle: bool, num_workers: int = 0, drop_last: bool = False,
                        seed: int = 0) -> DeviceLoader:
-    """A seeded DataLoader of uint8 batches (pinned on CUDA, persistent workers) wrapped in a DeviceLoader."""
+    """A seeded loader of augmented float batches on ``device``. On CUDA the workers decode uint8 batches
+    (pinned) and ``augment`` runs on the GPU; on a CPU device the workers decode and augment whole batches
+    (``AugmentedBatches``), so augmentation runs on as many cores as there are workers."""
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                        drop_last=drop_last, pin_memory=torch.device(device).type == "cuda",
-                        persistent_workers=num_workers > 0, generator=generator)
+    common = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
+    if torch.device(device).type == "cpu":
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        # the DataLoader draws its workers' base seed from its own generator, leaving the shuffle's alone
+        loader = DataLoader(AugmentedBatches(dataset, augment), collate_fn=_as_is, generator=torch.Generator(),
+                            batch_sampler=SeededBatches(sampler, batch_size, drop_last, generator), **common)
+        return DeviceLoader(loader, device)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
+                        pin_memory=torch.device(device).type == "cuda", **common)
     return DeviceLoader(loader, device, augment)

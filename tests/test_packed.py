@@ -12,10 +12,12 @@ from torch.utils.data import DataLoader
 
 from helpers.gpu_augment import BatchAugment
 from helpers.packed import (
+    AugmentedBatches,
     DeviceLoader,
     PackedDataset,
     PackedImages,
     PackError,
+    SeededBatches,
     StalePackError,
     make_device_loader,
     meta_file,
@@ -165,3 +167,57 @@ def test_device_loader_mixes_labels(packed):
     loader = DeviceLoader(DataLoader(PackedDataset(packed, torch.arange(5)), batch_size=5), "cpu", augment)
     _, soft = next(iter(loader))
     assert soft.shape == (5, 5) and torch.allclose(soft.sum(1), torch.ones(5))
+
+
+def heavy_loader(packed, workers: int, mix: bool = False) -> DeviceLoader:
+    alphas = {"cutmix_alpha": 1.0, "num_classes": 5} if mix else {}
+    augment = BatchAugment("heavy", 24, (0.5,) * 3, (0.25,) * 3, **alphas)
+    return make_device_loader(PackedDataset(packed, torch.arange(5)), 2, "cpu", augment, shuffle=True,
+                              num_workers=workers)
+
+
+def test_cpu_batches_are_augmented_in_the_workers_and_do_not_depend_on_them(packed):
+    """On a CPU device the workers augment whole batches; the seeded epoch is the same with 0 or 2 workers."""
+    epochs = {}
+    for workers in (0, 2):
+        loader = heavy_loader(packed, workers, mix=True)
+        assert isinstance(loader.loader.dataset, AugmentedBatches) and loader.augment is None
+        assert loader.batch_size == 2 and isinstance(loader.dataset, PackedDataset)
+        loader.seed(11)
+        epochs[workers] = list(loader)
+    for (x0, y0), (x2, y2) in zip(epochs[0], epochs[2], strict=True):
+        assert x0.shape[1:] == (3, 24, 24) and y0.shape == (len(x0), 5)  # CutMix soft labels
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
+class SameImage(torch.utils.data.Dataset):
+    """One image under every index: what differs between batches is their augmentation alone."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        return torch.arange(3 * 20 * 20, dtype=torch.int64).remainder(251).to(torch.uint8).view(3, 20, 20), index
+
+
+def test_a_batch_seed_is_mixed_with_its_first_index():
+    """Each process of a data-parallel run holds its own part of a batch under the batch's one seed: the parts
+    must still draw their own augmentations (and a part drawn again is the same)."""
+    batches = AugmentedBatches(SameImage(), BatchAugment("heavy", 16, (0.5,) * 3, (0.25,) * 3))
+    first, again = batches.__getitems__([(0, 9), (1, 9)])[0], batches.__getitems__([(0, 9), (1, 9)])[0]
+    other_part = batches.__getitems__([(2, 9), (3, 9)])[0]
+    assert torch.equal(first, again) and not torch.equal(first, other_part)
+
+
+def test_seeded_batches_shard_under_accelerate():
+    from accelerate.data_loader import BatchSamplerShard
+
+    generator = torch.Generator()
+    batches = SeededBatches(torch.utils.data.RandomSampler(range(8), generator=generator), 4, True, generator)
+    generator.manual_seed(0)
+    whole = list(batches)
+    parts = []
+    for rank in (0, 1):
+        generator.manual_seed(0)
+        parts.append(list(BatchSamplerShard(batches, 2, rank, split_batches=True)))
+    assert [a + b for a, b in zip(*parts)] == whole and len({seed for _, seed in whole[0]}) == 1
