@@ -32,7 +32,7 @@ test: setup-dev
 test-all: setup-dev
 	FACES_PROFILE=demo $(PY) -m pytest --runslow
 
-## Loader alone, end to end on real JPEGs, engine vs plain loops; ends with one SUMMARY line (~10 min on 2 cores).
+## Loader alone, end to end on real JPEGs, engine vs plain loops; ends with one SUMMARY line (~11 min on 2 cores).
 bench: setup-dev
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_end_to_end.py

@@ -12,12 +12,13 @@ compile (first epoch minus a steady one) against the steady-state speed, and the
 recipe (140,000 images) after which it pays back (the plain arms are skipped then). The loader figure comes from ``bench/bench_loader.py``
 (old PIL path vs packed JPEGs + batched augmentation, same workers).
 
-    python bench/bench.py                         # sizes chosen for the device; ~8 min on 2 CPU cores
+    python bench/bench.py                         # sizes chosen for the device; ~5 min on 2 CPU cores
     python bench/bench.py --models convnext_tiny --repeats 5 --compile
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -37,13 +38,16 @@ from helpers import config, engine
 MODELS = ("convnext_tiny", "resnet50", "mobilenetv2_100")
 RECIPE_IMAGES = 140_000  # HW2P2 training images: one epoch of notebook 03
 RESULTS = Path(__file__).resolve().parent / "results"
+# One torch thread on CPU: with two, every op waits for both threads, and on a shared 2-core machine one of them
+# is often descheduled: 5 interleaved repeats of ResNet-50 then still spread from 0.90 to 1.09 of the plain loop.
+CPU_THREADS = 1
 
 
 def sizes(device: torch.device) -> dict:
     """Small images on CPU; 224 px and a large batch on GPU."""
     if device.type == "cuda":
         return {"image_size": 224, "batch_size": 128, "steps": 25, "num_classes": 1000}
-    return {"image_size": 64, "batch_size": 16, "steps": 8, "num_classes": 1000}
+    return {"image_size": 64, "batch_size": 16, "steps": 8, "num_classes": 1000, "threads": CPU_THREADS}
 
 
 def build_model(name: str, num_classes: int) -> torch.nn.Module:
@@ -116,6 +120,8 @@ def measure_one(name: str, repeats: int, compile_model: bool) -> dict:
     """The three arms (or, with ``compile_model``, the engine eager and compiled) for one model."""
     device = config.device()
     s = sizes(device)
+    if "threads" in s:
+        torch.set_num_threads(s["threads"])
     loader = make_loader(s, device)
     out = {"model": name, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", **s}
     if compile_model:
@@ -131,6 +137,7 @@ def measure_one(name: str, repeats: int, compile_model: bool) -> dict:
     for r in range(repeats):  # interleaved, rotating which goes first
         order = list(arms.items())
         for label, fn in order[r % 3:] + order[:r % 3]:
+            gc.collect()  # the arm before left cycles behind: uncollected, they slowed the next arm by 8-18%
             speeds[label].append(fn())
     out.update({f"{label}_img_s": statistics.median(v) for label, v in speeds.items()}, all=speeds,
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -163,7 +170,8 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats per arm (medians)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repeats per arm (medians; a multiple of 3 gives each arm each place)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one model, print JSON
     parser.add_argument("--json", type=Path, help="write the results here")
