@@ -17,7 +17,6 @@ from helpers.packed import (
     PackedDataset,
     PackedImages,
     PackError,
-    SeededBatches,
     StalePackError,
     make_device_loader,
     meta_file,
@@ -209,15 +208,20 @@ def test_a_batch_seed_is_mixed_with_its_first_index():
     assert torch.equal(first, again) and not torch.equal(first, other_part)
 
 
-def test_seeded_batches_shard_under_accelerate():
-    from accelerate.data_loader import BatchSamplerShard
+def test_cpu_batches_shard_under_accelerate():
+    """What ``distributed.Parallel.loader`` does with a CPU-device loader: each process's shard takes its part
+    of the same shuffled batches (seeded through accelerate's wrapper) and draws its own augmentations."""
+    from accelerate.data_loader import prepare_data_loader
 
-    generator = torch.Generator()
-    batches = SeededBatches(torch.utils.data.RandomSampler(range(8), generator=generator), 4, True, generator)
-    generator.manual_seed(0)
-    whole = list(batches)
+    loader = make_device_loader(SameImage(), 4, "cpu", BatchAugment("heavy", 16, (0.5,) * 3, (0.25,) * 3),
+                                shuffle=True)
+    loader.seed(3)
+    whole = list(loader)
     parts = []
     for rank in (0, 1):
-        generator.manual_seed(0)
-        parts.append(list(BatchSamplerShard(batches, 2, rank, split_batches=True)))
-    assert [a + b for a, b in zip(*parts)] == whole and len({seed for _, seed in whole[0]}) == 1
+        shard = DeviceLoader(prepare_data_loader(loader.loader, num_processes=2, process_index=rank,
+                                                 split_batches=True, put_on_device=False), "cpu")
+        shard.seed(3)
+        parts.append(list(shard))
+    for (x0, y0), (x1, y1), (_, y) in zip(*parts, whole, strict=True):
+        assert torch.cat([y0, y1]).tolist() == y.tolist() and not torch.equal(x0, x1)
