@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from helpers import batches, checkpoint, config, distributed
 from helpers.batches import AMP_MODES, resolve_amp
 from helpers.checkpoint import load_checkpoint
+from helpers.compiling import COMPILE_MODES, resolve_compile
 from helpers.files import atomic_write
 from helpers.models import freezing
 from helpers.optim import base_lr, build_optimizer, build_scheduler
@@ -70,7 +71,7 @@ class TrainConfig:
     accum_steps: int = 1  # gradient accumulation: one optimizer step every `accum_steps` batches
     amp: str = "auto"  # "auto" (bf16 if supported, else fp16 + GradScaler; off on CPU), "bf16", "fp16", "off"
     channels_last: bool = True
-    compile: bool = False  # torch.compile the training forward
+    compile: bool | str = False  # torch.compile the training forward; "auto": where it pays back (compiling.py)
     ema_decay: float | None = None  # EMA of the weights (timm ModelEmaV3 with warm-up); used for evaluation
     monitor: str = "val_acc"  # history column that picks best.pt ("...loss" columns are minimised)
     early_stopping: int | None = None  # stop after this many epochs without improvement of `monitor`
@@ -82,7 +83,8 @@ class TrainConfig:
     device: str | None = None  # None: config.device()
 
     def __post_init__(self) -> None:
-        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("amp", AMP_MODES)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("amp", AMP_MODES),
+                              ("compile", COMPILE_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}.")
         if self.epochs < 1 or self.accum_steps < 1:
@@ -171,14 +173,15 @@ class _Trainer:
     """The mutable state of one run: model, optimizer, schedule, scaler, EMA; one epoch at a time."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, loss_fn: Callable | None, batches_per_epoch: int,
-                 parallel: distributed.Single):
+                 parallel: distributed.Single, run_images: int | None = None):
         self.cfg, self.parallel = cfg, parallel
         self.device = parallel.device
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         fmt = torch.channels_last if cfg.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=fmt)
         wrapped = parallel.wrap_model(self.model)
-        self.train_model = torch.compile(wrapped) if cfg.compile else wrapped
+        self.compiled, self.compile_reason = resolve_compile(cfg.compile, self.device, run_images)
+        self.train_model = torch.compile(wrapped) if self.compiled else wrapped
         self.loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.val_loss_fn = loss_fn or nn.CrossEntropyLoss()
         named = list(self.model.named_parameters())
@@ -303,6 +306,13 @@ def _batches_per_epoch(loader: Iterable, cfg: TrainConfig) -> int:
     return min(n, cfg.max_steps_per_epoch or n)
 
 
+def _images_per_epoch(loader: Iterable, n_batches: int) -> int | None:
+    """Training images per epoch and process (each process takes its part of every batch); None when the
+    loader does not tell its batch size."""
+    size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    return None if size is None else n_batches * size // distributed.world_size()
+
+
 def _seed_loader(loader: Iterable, seed: int) -> None:
     """Seed the loader so that an epoch's order (and, for a ``helpers.packed.DeviceLoader``, its on-device
     augmentation) depends only on ``seed``: ``loader.seed(seed)`` when it has one, else the generators of the
@@ -383,13 +393,18 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
     parallel = distributed.context(cfg.device)
     if parallel.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = _Trainer(model, cfg, loss_fn, _batches_per_epoch(train_loader, cfg), parallel)
+    ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True) if resume else None
+    n_batches = _batches_per_epoch(train_loader, cfg)
+    per_epoch = _images_per_epoch(train_loader, n_batches)
+    epochs_left = cfg.epochs - (len(ckpt["history"]) if ckpt else 0)
+    trainer = _Trainer(model, cfg, loss_fn, n_batches, parallel, None if per_epoch is None else per_epoch * epochs_left)
+    if cfg.compile and cfg.progress and parallel.is_main and epochs_left > 0:
+        tqdm.write(f"torch.compile {'on' if trainer.compiled else 'off'} ({trainer.compile_reason})")
     loaders = (train_loader, parallel.loader(train_loader), parallel.loader(val_loader))
     if trainer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     history: list[dict] = []
-    if resume:
-        ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    if ckpt is not None:
         _warn_config_changes(ckpt["config"], cfg)
         trainer.load_state_dict(ckpt)
         history = ckpt["history"]
@@ -405,6 +420,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, c
             "train_config": asdict(cfg), "meta": dict(meta or {}), "device": str(trainer.device),
             "processes": distributed.world_size(), "amp_dtype": str(trainer.amp_dtype),
             "batches_per_epoch": trainer.batches_per_epoch, "steps_per_epoch": trainer.steps_per_epoch,
+            "compiled": trainer.compiled, "compile_reason": trainer.compile_reason,
             "model": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
             "loss_fn": repr(trainer.loss_fn), "monitor": monitor, "torch": torch.__version__})
     logger = RunLogger(run_dir, cfg.tensorboard, cfg.wandb, {**asdict(cfg), **dict(meta or {})},

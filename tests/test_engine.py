@@ -3,6 +3,7 @@ learning, the run folder, exact resume, NaN, schedules."""
 import itertools
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -134,25 +135,46 @@ def test_fit_best_ends_on_the_best_weights(tmp_path):
     assert engine.evaluate(model, val)["acc"] == pytest.approx(history.val_acc.max())
 
 
-def test_cnn_channels_last_learns_and_predicts(tmp_path):
+def quadrants() -> tuple[DataLoader, DataLoader]:
+    """8x8 images whose bright quadrant is the class (4 classes): 256 to train (shuffled), 128 to validate."""
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 4, (384,), generator=g)
     x = torch.randn(384, 3, 8, 8, generator=g) * 0.5
-    for k in range(4):  # the bright quadrant is the class
+    for k in range(4):
         r, c = divmod(k, 2)
         x[y == k, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 1.5
-    train = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=32, shuffle=True,
-                       generator=torch.Generator())
-    val = DataLoader(TensorDataset(x[256:], y[256:]), batch_size=64)
+    train = DataLoader(TensorDataset(x[:256], y[:256]), batch_size=32, shuffle=True, generator=torch.Generator())
+    return train, DataLoader(TensorDataset(x[256:], y[256:]), batch_size=64)
+
+
+def cnn() -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                          nn.Linear(64, 4))
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(64, 4))
+
+
+def test_cnn_channels_last_learns_and_predicts(tmp_path):
+    train, val = quadrants()
+    model = cnn()
     history = engine.fit(model, train, val, quick(epochs=4, lr=5e-3, channels_last=True), tmp_path)
     assert history.val_acc.max() > 0.9
     logits, targets = engine.predict(model, val, return_targets=True, progress=False)
-    assert logits.shape == (128, 4) and torch.equal(targets, y[256:])
+    assert logits.shape == (128, 4) and torch.equal(targets, val.dataset.tensors[1])
     assert (logits.argmax(1) == targets).float().mean() > 0.9
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_learns_and_saves_plain_weights(tmp_path):
+    """compile=True (inductor on CPU): the CNN learns, and best.pt loads into an uncompiled model."""
+    train, val = quadrants()
+    history = engine.fit(cnn(), train, val, quick(epochs=4, lr=5e-3, compile=True, tensorboard=False), tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["compiled"] is True
+    assert history.val_acc.max() > 0.9  # chance is 0.25
+    model = cnn()
+    engine.load_checkpoint(tmp_path / "best.pt", model)
+    assert engine.evaluate(model, val)["acc"] == pytest.approx(history.val_acc.max())
 
 
 @pytest.mark.parametrize("generator", [True, False], ids=["loader-generator", "global-rng"])
