@@ -8,7 +8,7 @@ or any folder of JPEGs given with ``--images``, repeated to fill ``--steps`` bat
 
 Each arm trains two epochs and reports the second. An epoch starts with the workers' first batches in flight
 while the GPU waits, which a real epoch (HW2P2: ~1,100 batches of 128) amortises: so on a GPU an epoch here is
-100 batches (the H100 rows of the README used 20, which weighs that start 5x more).
+100 batches (the H100 rows of the README used 12, which weighs that start 8x more).
 
     python bench/bench_end_to_end.py      # on a GPU: ~5 min for the three models; on 2 CPU cores: ~5 min
     python bench/bench_end_to_end.py --models convnext_tiny --levels light heavy --workers 4
