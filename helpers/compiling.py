@@ -20,19 +20,27 @@ BREAK_EVEN_IMAGES = 680_000  # measured on an H100 (module docstring)
 MARGIN = 2  # "auto" compiles runs of at least MARGIN x the break-even
 
 
+def is_compile_mode(setting) -> bool:
+    """True, False or "auto" (not 1 or "yes")."""
+    return isinstance(setting, bool) or setting == "auto"
+
+
 def resolve_compile(setting: bool | str, device: torch.device, images: int | None) -> tuple[bool, str]:
     """Whether to compile a run (or what is left of a resumed one) of ``images`` training images per process on
-    ``device`` (None: unknown), and why, in words. ``True`` on a GPU Triton cannot compile for is an error naming the fix."""
-    if setting not in COMPILE_MODES:
+    ``device`` (None: unknown), and why, in words. ``True`` on a GPU Triton cannot compile for is an error that
+    names the fix."""
+    if not is_compile_mode(setting):
         raise ValueError(f"compile={setting!r}; choose one of {COMPILE_MODES}.")
+    if setting is False:
+        return False, "set explicitly"
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
     too_old = capability is not None and capability < MIN_CAPABILITY
     if setting is True and too_old:
         raise ValueError(f"torch.compile needs a GPU of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} "
                          f"or more (Triton); this one has {capability[0]}.{capability[1]}. Set compile=False "
                          "(COMPILE = False in the notebook).")
-    if setting != "auto":
-        return bool(setting), "set explicitly"
+    if setting is True:
+        return True, "set explicitly"
     needed = MARGIN * BREAK_EVEN_IMAGES
     if device.type != "cuda":
         return False, f"auto: off on {device.type}, it pays on CUDA GPUs only"

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from helpers import batches, checkpoint, config, distributed
 from helpers.batches import AMP_MODES, resolve_amp
 from helpers.checkpoint import load_checkpoint
-from helpers.compiling import COMPILE_MODES, resolve_compile
+from helpers.compiling import COMPILE_MODES, is_compile_mode, resolve_compile
 from helpers.files import atomic_write
 from helpers.models import freezing
 from helpers.optim import base_lr, build_optimizer, build_scheduler
@@ -83,10 +83,11 @@ class TrainConfig:
     device: str | None = None  # None: config.device()
 
     def __post_init__(self) -> None:
-        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("amp", AMP_MODES),
-                              ("compile", COMPILE_MODES)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("amp", AMP_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}; choose one of {allowed}.")
+        if not is_compile_mode(self.compile):
+            raise ValueError(f"TrainConfig.compile={self.compile!r}; choose one of {COMPILE_MODES}.")
         if self.epochs < 1 or self.accum_steps < 1:
             raise ValueError("TrainConfig.epochs and accum_steps must be at least 1.")
         if self.scheduler == "plateau" and self.warmup_epochs:

@@ -39,15 +39,27 @@ def test_auto_compiles_long_runs_on_triton_gpus_only(gpu):
     assert not on and why == "auto: off, compute capability 6.0 is below Triton's 7.0"
 
 
-def test_explicit_settings_and_errors(gpu):
-    gpu((8, 0))
+def test_auto_stays_eager_without_triton(gpu, monkeypatch):
+    gpu((9, 0))
+    monkeypatch.setattr(compiling.importlib.util, "find_spec", lambda name: None)
+    assert resolve_compile("auto", CUDA, 10 * LONG) == (False, "auto: off, Triton is not installed")
+
+
+def test_explicit_settings_and_errors(gpu, monkeypatch):
+    def no_cuda(device=None):
+        raise AssertionError("compile=False must not touch CUDA")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", no_cuda)
     assert resolve_compile(False, CUDA, 10 * LONG) == (False, "set explicitly")
+    gpu((8, 0))
     assert resolve_compile(True, CPU, 1)[0] is True  # a user's choice is kept, even where it does not pay
     gpu((6, 0))
     with pytest.raises(ValueError, match="COMPILE = False"):
         resolve_compile(True, CUDA, LONG)
-    with pytest.raises(ValueError, match="choose one of"):
-        engine.TrainConfig(compile="yes")
+    for wrong in ("yes", 1):
+        with pytest.raises(ValueError, match="choose one of"):
+            engine.TrainConfig(compile=wrong)
+        with pytest.raises(ValueError, match="choose one of"):
+            resolve_compile(wrong, CUDA, LONG)
 
 
 def test_fit_counts_the_run_and_records_the_choice(tmp_path, monkeypatch):
