@@ -187,11 +187,16 @@ def test_colour_ops_keep_the_range_and_match_torchvision():
     torch.testing.assert_close(bright.mean(), 0.6 * x.mean())
 
 
-def test_apply_where_touches_only_the_masked_samples():
+def test_apply_where_computes_and_touches_only_the_masked_samples():
     x = torch.rand(4, 3, 6, 6)
     mask = torch.tensor([True, False, True, False])
-    out = ga.apply_where(x.clone(), mask, lambda t, f: t * 0, torch.ones(4))
+    seen = []
+    out = ga.apply_where(x.clone(), mask, lambda t, f: seen.append((len(t), f.tolist())) or t * 0,
+                         torch.arange(4.0))
+    assert seen == [(2, [0.0, 2.0])]  # the op ran on the two selected samples, with their own factors
     assert (out[mask] == 0).all() and torch.equal(out[~mask], x[~mask])
+    ga.apply_where(x, torch.zeros(4, dtype=torch.bool), lambda t, f: seen.append(len(t)), torch.ones(4))
+    assert len(seen) == 1  # nobody drew the op: it does not run
 
 
 def test_erasing_sets_a_rectangle_to_zero():
@@ -250,7 +255,7 @@ def test_levels_grow_in_strength():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_path_is_reproducible_sync_free_and_matches_the_subset_path(monkeypatch):
+def test_cuda_path_is_reproducible_sync_free_and_matches_the_cpu_ops():
     images = batch(16, 48, 48).cuda()
     aug = BatchAugment("heavy", 32, MEAN, STD, mixup_alpha=0.2, cutmix_alpha=1.0, num_classes=4)
     labels = torch.arange(16, device="cuda") % 4
@@ -264,15 +269,10 @@ def test_cuda_path_is_reproducible_sync_free_and_matches_the_subset_path(monkeyp
     assert first.device.type == "cuda" and soft.shape == (16, 4)
     aug.seed(5)
     assert torch.equal(aug(images, labels)[0], first)
-
-    def subset(x, mask, fn, factor):  # the CPU strategy, on the GPU: only the selected samples
-        rows = mask.nonzero().squeeze(1)
-        x[rows] = fn(x[rows], factor[rows])
-        return x
-
-    plain = BatchAugment("heavy", 32, MEAN, STD)
-    plain.seed(1)
-    where = plain(images)
-    monkeypatch.setattr(ga, "apply_where", subset)
-    plain.seed(1)
-    torch.testing.assert_close(plain(images), where, atol=1e-4, rtol=0)
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    factor = 1 + torch.linspace(-0.3, 0.3, 16)
+    mask = torch.arange(16) % 3 == 0
+    for name, fn in ga._COLOUR_OPS.items():  # each RandAugment subset on the GPU is the CPU one
+        on_gpu = ga.apply_where(x.cuda(), mask, fn, factor.cuda())
+        torch.testing.assert_close(on_gpu.cpu(), ga.apply_where(x.clone(), mask, fn, factor), atol=1e-5, rtol=0,
+                                   msg=name)
