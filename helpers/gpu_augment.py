@@ -4,8 +4,8 @@
 ``(B, 3, H, W)`` uint8 batch and returns normalised float32 ``(B, 3, size, size)``. Every random parameter is
 drawn per sample from a ``torch.Generator`` that the object owns (``seed(s)``): on the batch's device, except
 RandAugment's op choices, drawn on the CPU. So the result depends only on the seed and the input, never on the
-global RNG (a CPU and a CUDA generator give different streams for the same seed). MixUp/CutMix draw their per-batch values from a NumPy generator seeded
-alongside.
+global RNG (a CPU and a CUDA generator give different streams for the same seed). MixUp/CutMix draw their
+per-batch values from a NumPy generator seeded alongside.
 
 How each step is computed:
 - Geometry (random resized crop, flip, perspective, RandAugment's rotate/shear/translate, rotation) is one
@@ -25,10 +25,11 @@ How each step is computed:
   translate x/y, rotate, brightness, color, contrast, sharpness, posterize, solarize, autocontrast,
   equalize) at magnitude 9 of 31 bins, signed at random like torchvision. The geometric ones join the
   homography (so they resample bilinearly, not nearest, and run before the colour ops); each other op is
-  computed for the samples that drew it only (a gathered subset). The ops are drawn on the host, so the subsets'
-  sizes are known without waiting for the device; their indices reach a GPU in pinned, non-blocking copies.
-  Computing every op on the whole batch and keeping it with ``torch.where`` cost ~8.5 of the heavy level's 12.4-13.5
-  ms per batch of 128 on an H100. Equalize is exact (torchvision's batched kernel on 8-bit values).
+  computed for the samples that drew it only (a gathered subset). The ops are drawn on the host, so the
+  subsets' sizes are known without waiting for the device; their indices reach a GPU in pinned, non-blocking
+  copies. Computing every op on the whole batch and keeping it with ``torch.where`` cost ~8.5 of the heavy
+  level's 12.4-13.5 ms per batch of 128 on an H100. Equalize is exact (torchvision's batched kernel on 8-bit
+  values).
 - RandomErasing: a per-sample rectangle (torchvision's 10 tries, scale 0.02-0.33, ratio 0.3-3.3) set to 0
   after normalisation (sliced on the CPU, masked elsewhere).
 - Eval (``train=False`` or level ``"none"``): the central square, resized to ``size`` with an antialiased
