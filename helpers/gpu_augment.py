@@ -333,7 +333,7 @@ _COLOUR_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {  # RandAugment's 
 }
 
 
-def to_device(t: Tensor, device: torch.device) -> Tensor:
+def _to_device_async(t: Tensor, device: torch.device) -> Tensor:
     """A small host tensor on ``device`` without waiting for it (pinned, non-blocking on CUDA)."""
     if device.type == "cuda" and t.numel():
         return t.pin_memory().to(device, non_blocking=True)
@@ -345,7 +345,7 @@ def apply_where(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor],
     row per sample, on ``x``'s device); the others unchanged."""
     rows = mask.nonzero().squeeze(1)
     if len(rows):  # index_select is ~10x faster than x[rows] on CPU
-        rows = to_device(rows, x.device)
+        rows = _to_device_async(rows, x.device)
         x.index_copy_(0, rows, fn(x.index_select(0, rows), factor.index_select(0, rows)))
     return x
 
@@ -470,7 +470,8 @@ class BatchAugment:
         ops = torch.randint(len(RA_OPS), (batch, p.randaug_ops), generator=self._generator(torch.device("cpu")))
         sign = torch.where(torch.rand(batch, p.randaug_ops, generator=g, device=device) < 0.5, -1.0, 1.0)
         magnitude = sign * p.randaug_magnitude
-        x = self._warp_and_jitter(g, images, self._geometry(g, images.shape, to_device(ops, device), magnitude))
+        geometry = self._geometry(g, images.shape, _to_device_async(ops, device), magnitude)
+        x = self._warp_and_jitter(g, images, geometry)
         for k in range(ops.shape[1]):
             for name, fn in _COLOUR_OPS.items():
                 x = apply_where(x, ops[:, k] == _OP[name], fn, 1 + magnitude[:, k])
