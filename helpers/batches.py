@@ -69,6 +69,11 @@ def batch_size(inputs) -> int:
     return batch_size(first)
 
 
+def loader_batch_size(loader) -> int | None:
+    """The batch size a loader states (its own, or its batch sampler's); None when it states none."""
+    return getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+
+
 def split_batch(batch):
     """``(inputs, targets)`` from a batch; a bare tensor is inputs without targets."""
     if isinstance(batch, torch.Tensor):

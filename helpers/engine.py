@@ -310,7 +310,7 @@ def _batches_per_epoch(loader: Iterable, cfg: TrainConfig) -> int:
 def _images_per_epoch(loader: Iterable, n_batches: int) -> int | None:
     """Training images per epoch and process (each process takes its part of every batch); None when the
     loader does not tell its batch size."""
-    size = getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    size = batches.loader_batch_size(loader)
     return None if size is None else n_batches * size // distributed.world_size()
 
 

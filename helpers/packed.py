@@ -62,7 +62,7 @@ from torch.utils.data import (
 from torchvision.io import ImageReadMode, decode_jpeg
 from tqdm.auto import tqdm
 
-from helpers.batches import to_device
+from helpers.batches import loader_batch_size, to_device
 from helpers.gpu_augment import BatchAugment
 from helpers.imageio import BadImageError, to_rgb
 
@@ -390,7 +390,7 @@ class DeviceLoader:
 
     @property
     def batch_size(self) -> int | None:
-        return self.loader.batch_size or getattr(self.loader.batch_sampler, "batch_size", None)
+        return loader_batch_size(self.loader)
 
     def seed(self, seed: int) -> None:
         """Seed the shuffling generator(s) of the loader, its sampler and its batch sampler (also inside an
