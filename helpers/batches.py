@@ -74,6 +74,17 @@ def loader_batch_size(loader) -> int | None:
     return getattr(loader, "batch_size", None) or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
 
 
+def seed_loader_generators(loader, seed: int) -> None:
+    """Seed every ``torch.Generator`` a loader shuffles with: its own, its sampler's, its batch sampler's and
+    what that wraps (a ``BatchSampler``'s sampler, an ``accelerate`` shard's batch sampler), each once."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    owners = (loader, getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None),
+              getattr(batch_sampler, "batch_sampler", None))
+    generators = [getattr(owner, "generator", None) for owner in owners]
+    for generator in {id(g): g for g in generators if isinstance(g, torch.Generator)}.values():
+        generator.manual_seed(seed)
+
+
 def split_batch(batch):
     """``(inputs, targets)`` from a batch; a bare tensor is inputs without targets."""
     if isinstance(batch, torch.Tensor):

@@ -317,17 +317,13 @@ def _images_per_epoch(loader: Iterable, n_batches: int) -> int | None:
 def _seed_loader(loader: Iterable, seed: int) -> None:
     """Seed the loader so that an epoch's order (and, for a ``helpers.packed.DeviceLoader``, its on-device
     augmentation) depends only on ``seed``: ``loader.seed(seed)`` when it has one, else the generators of the
-    loader and its sampler. Loaders without either shuffle from the global torch RNG, which checkpoints save
-    and restore, so those resume exactly too (with ``num_workers=0`` or non-persistent workers)."""
+    loader and its samplers (``batches.seed_loader_generators``). Loaders without either shuffle from the
+    global torch RNG, which checkpoints save and restore, so those resume exactly too (with ``num_workers=0``
+    or non-persistent workers)."""
     if callable(getattr(loader, "seed", None)):
         loader.seed(seed)
-        return
-    sampler = getattr(loader, "sampler", None)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    candidates = (getattr(loader, "generator", None), getattr(sampler, "generator", None),
-                  getattr(getattr(batch_sampler, "sampler", None), "generator", None))
-    for generator in {id(g): g for g in candidates if isinstance(g, torch.Generator)}.values():
-        generator.manual_seed(seed)
+    else:
+        batches.seed_loader_generators(loader, seed)
 
 
 def _is_better(value: float, best: float, mode: str) -> bool:

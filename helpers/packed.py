@@ -62,7 +62,7 @@ from torch.utils.data import (
 from torchvision.io import ImageReadMode, decode_jpeg
 from tqdm.auto import tqdm
 
-from helpers.batches import loader_batch_size, to_device
+from helpers.batches import loader_batch_size, seed_loader_generators, to_device
 from helpers.gpu_augment import BatchAugment
 from helpers.imageio import BadImageError, to_rgb
 
@@ -395,12 +395,7 @@ class DeviceLoader:
     def seed(self, seed: int) -> None:
         """Seed the shuffling generator(s) of the loader, its sampler and its batch sampler (also inside an
         ``accelerate`` shard), and the augmentation."""
-        batch_sampler = getattr(self.loader, "batch_sampler", None)
-        owners = (self.loader, getattr(self.loader, "sampler", None), batch_sampler,
-                  getattr(batch_sampler, "batch_sampler", None))
-        generators = [getattr(owner, "generator", None) for owner in owners]
-        for generator in {id(g): g for g in generators if isinstance(g, torch.Generator)}.values():
-            generator.manual_seed(seed)
+        seed_loader_generators(self.loader, seed)
         if self.augment is not None:
             self.augment.seed(seed + self.seed_offset)
 
